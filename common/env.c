@@ -99,8 +99,7 @@ bool cm_env_bool(const char *name, bool def)
         return def;
     if (cm_parse_bool(v, &b) == 0)
         return b;
-    cm_warn("env", "ignoring %s=%s: not a boolean (use 1/0, true/false, on/off, yes/no)", name,
-            v);
+    cm_warn("env", "ignoring %s=%s: not a boolean (use 1/0, true/false, on/off, yes/no)", name, v);
     return def;
 }
 

@@ -21,8 +21,15 @@ static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
 /* Query parameters whose values are credentials; matched case-insensitively. */
 static const char *const secret_params[] = {
-    "x-amz-signature=", "x-amz-credential=", "x-amz-security-token=", "x-tos-signature=",
-    "x-tos-credential=", "x-tos-security-token=", "signature=", "token=", "access_token=",
+    "x-amz-signature=",
+    "x-amz-credential=",
+    "x-amz-security-token=",
+    "x-tos-signature=",
+    "x-tos-credential=",
+    "x-tos-security-token=",
+    "signature=",
+    "token=",
+    "access_token=",
 };
 
 int cm_log_parse_level(const char *s, enum cm_log_level *out)

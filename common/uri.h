@@ -20,11 +20,11 @@ enum cm_uri_kind { CM_URI_HF, CM_URI_S3, CM_URI_TOS, CM_URI_FILE };
 
 struct cm_uri {
     enum cm_uri_kind kind;
-    bool bare;          /* HF given as plain org/name */
-    char repo[256];     /* HF: "org/name" */
-    char revision[256]; /* HF: "@rev" part, "" when absent (caller applies HF_REVISION/main) */
-    char bucket[64];    /* S3/TOS */
-    char prefix[1024];  /* S3/TOS key prefix (may be "" or end in '/') */
+    bool bare;             /* HF given as plain org/name */
+    char repo[256];        /* HF: "org/name" */
+    char revision[256];    /* HF: "@rev" part, "" when absent (caller applies HF_REVISION/main) */
+    char bucket[64];       /* S3/TOS */
+    char prefix[1024];     /* S3/TOS key prefix (may be "" or end in '/') */
     char path[CM_URI_MAX]; /* FILE: absolute directory path */
 };
 
