@@ -16,6 +16,7 @@ static enum cm_log_level g_level = CM_LOG_INFO;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *g_secrets[MAX_SECRETS];
 static size_t g_nsecrets;
+static size_t g_next; /* next slot to overwrite once the ring is full */
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
@@ -69,10 +70,15 @@ void cm_log_add_secret(const char *secret)
             return;
         }
     }
-    if (g_nsecrets < MAX_SECRETS) {
-        char *copy = strdup(secret);
-        if (copy)
-            g_secrets[g_nsecrets++] = copy;
+    /* a ring: refreshed credentials keep arriving in a long-running process, and the oldest
+     * ones (expired by then) make room for them */
+    char *copy = strdup(secret);
+    if (copy && g_nsecrets < MAX_SECRETS) {
+        g_secrets[g_nsecrets++] = copy;
+    } else if (copy) {
+        size_t slot = g_next++ % MAX_SECRETS;
+        free(g_secrets[slot]);
+        g_secrets[slot] = copy;
     }
     pthread_mutex_unlock(&g_lock);
 }

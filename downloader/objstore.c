@@ -415,6 +415,31 @@ static enum dl_status list_pages(struct objstore *o, struct dl_http_conn *c, str
     return st;
 }
 
+/* A prefix without a trailing '/' ("models/llama") also matches its siblings
+ * ("models/llama-2/..."): those are other objects, not unsafe names, so they leave quietly
+ * here rather than as warnings in dl_listing_finish. Returns whether the prefix names an
+ * object itself. */
+static bool drop_siblings(const char *prefix, struct dl_listing *l)
+{
+    size_t plen = strlen(prefix), w = 0;
+    bool single = false;
+    if (plen == 0 || prefix[plen - 1] == '/')
+        return false;
+    for (size_t i = 0; i < l->n; i++) {
+        struct dl_entry *e = &l->entries[i];
+        char next = e->path[plen];
+        if (strncmp(e->path, prefix, plen) == 0 && (next == '\0' || next == '/')) {
+            single |= next == '\0';
+            l->entries[w++] = *e;
+        } else {
+            free(e->path);
+            free(e->etag);
+        }
+    }
+    l->n = w;
+    return single;
+}
+
 static enum dl_status os_list(struct dl_source *s, struct dl_http_conn *c, struct dl_listing *out,
                               char *err, size_t errlen)
 {
@@ -425,11 +450,7 @@ static enum dl_status os_list(struct dl_source *s, struct dl_http_conn *c, struc
         dl_listing_free(out);
         return st;
     }
-    size_t plen = strlen(o->prefix);
-    bool single = false;
-    if (plen && o->prefix[plen - 1] != '/')
-        for (size_t i = 0; i < out->n && !single; i++)
-            single = strcmp(out->entries[i].path, o->prefix) == 0;
+    bool single = drop_siblings(o->prefix, out);
     atomic_store(&o->single, single);
     dl_listing_finish(out, o->prefix, s->uri);
     if (out->n == 0) {

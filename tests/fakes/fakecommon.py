@@ -36,6 +36,7 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CHUNK = 256 * 1024
@@ -211,6 +212,9 @@ class FakeHandler(BaseHTTPRequestHandler):
     def state(self):
         return self.server.app.state
 
+    def version_string(self):
+        return self.server_version
+
     def log_message(self, fmt, *args):  # quiet unless asked
         if getattr(self.server.app, "verbose", False):
             sys.stderr.write("%s - %s\n" % (self.address_string(), fmt % args))
@@ -256,6 +260,11 @@ class FakeHandler(BaseHTTPRequestHandler):
                     self.state.log.append(rec)
 
     def _dispatch(self):
+        if self.path.startswith(("http://", "https://")):
+            # absolute-form request target (sent to proxies; HTTP/1.1 servers
+            # must accept it): keep only path + query, Host stays as sent.
+            u = urllib.parse.urlsplit(self.path)
+            self.path = (u.path or "/") + ("?" + u.query if u.query else "")
         self._begin()
         try:
             self.route()

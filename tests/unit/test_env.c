@@ -1,5 +1,6 @@
 /* test_env.c - booleans, sizes and numbers as SPEC §1 accepts them; env fallbacks. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "check.h"
@@ -67,6 +68,14 @@ static void test_redact(void)
     CHECK_STR(out, "https://cdn/x?a=1&token=***");
     cm_redact("abc", out, 2);
     CHECK_STR(out, "a");
+    /* the registry is a ring: the newest secrets are always masked */
+    char s[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(s, sizeof s, "rotating-secret-%03d", i);
+        cm_log_add_secret(s);
+    }
+    cm_redact("k=rotating-secret-099", out, sizeof out);
+    CHECK_STR(out, "k=***");
 }
 
 int main(void)

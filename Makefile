@@ -1,0 +1,69 @@
+# Thin wrapper over meson and the test runners. The README's two commands are `make demo`
+# and `make test`; both install what is missing first, so they work on a fresh Debian host.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+PYTHON     := /usr/bin/python3
+PYTEST     := $(PYTHON) -m pytest
+FUZZ_SECONDS ?= 10
+
+DEB_PACKAGES := meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
+	libfuse3-dev fuse3 libcurl4-openssl-dev libmicrohttpd-dev libcjson-dev libexpat1-dev \
+	libssl-dev python3 python3-pytest python3-boto3 curl
+
+.PHONY: all deps build build-asan demo test test-unit test-integration fuzz bench clean
+
+all: build
+
+# Install the missing Debian packages, then the test-only npm packages from the committed
+# lock file (again only when the lock changed). Quiet when everything is there.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || \
+	    missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "deps: installing$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -q && \
+	  apt-get install -y -q --no-install-recommends $$missing; fi
+	@# the machine may bring its own Node.js (with npm); Debian's is the fallback
+	@command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
+	@if ! cmp -s tests/package-lock.json tests/node_modules/.aibrix-lock; then \
+	  echo "deps: npm ci (tests/)"; \
+	  (cd tests && npm ci --no-audit --no-fund --loglevel=error) && \
+	  cp tests/package-lock.json tests/node_modules/.aibrix-lock; fi
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) -Dsanitize_all=true -Db_lundef=false
+
+build: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+build-asan: $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+
+demo: deps build
+	./deploy/demo.sh $(BUILD)
+
+test-unit: build build-asan
+	meson test -C $(BUILD) --suite unit --print-errorlogs
+	meson test -C $(ASAN_BUILD) --suite unit --print-errorlogs
+
+# Integration tests run against the sanitizer build: every real-server scenario doubles as
+# an ASan/UBSan run of the code it exercises.
+test-integration: build-asan
+	AIBRIX_BUILD_DIR=$(CURDIR)/$(ASAN_BUILD) $(PYTEST) -q tests/integration
+
+fuzz:
+	./tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+test: deps
+	$(MAKE) test-unit
+	$(MAKE) fuzz FUZZ_SECONDS=5
+	$(MAKE) test-integration
+
+bench: deps build
+	./tests/bench/run
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
