@@ -215,6 +215,18 @@ static void set_crc64_digest(struct dl_entry *e, const char *s)
     }
 }
 
+/* A short, printable copy of an untrusted value for an error message: the message may end up
+ * in a log line, so no control bytes and no unbounded length. */
+static const char *excerpt(const char *s, char buf[48])
+{
+    size_t i;
+
+    for (i = 0; s[i] && i < 44; i++)
+        buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    memcpy(buf + i, s[i] ? "..." : "", s[i] ? 4 : 1);
+    return buf;
+}
+
 static bool is_dir_marker(const char *key)
 {
     size_t len = strlen(key);
@@ -539,8 +551,17 @@ static void end_contents(struct xml_ctx *c)
 /* The text of a list field is complete: validate it into the context. */
 static void end_list_field(struct xml_ctx *c)
 {
-    char *v = trim(c->text);
+    char *v, ex[48];
 
+    if (c->field == XF_KEY) {
+        /* the raw text, untrimmed: leading and trailing spaces are legal in keys */
+        if (c->tlen == 0)
+            xml_fail(c, -EBADMSG, "empty <Key>");
+        memcpy(c->key, c->text, c->tlen + 1);
+        c->seen |= 1u << XF_KEY;
+        return;
+    }
+    v = trim(c->text);
     switch (c->field) {
     case XF_IS_TRUNCATED:
         c->seen_truncated = true;
@@ -549,7 +570,7 @@ static void end_list_field(struct xml_ctx *c)
         else if (strcmp(v, "false") == 0)
             c->truncated = false;
         else
-            xml_fail(c, -EBADMSG, "<IsTruncated> is '%.32s', not true/false", v);
+            xml_fail(c, -EBADMSG, "<IsTruncated> is '%s', not true/false", excerpt(v, ex));
         break;
     case XF_NEXT_TOKEN:
         if (!*v) {
@@ -560,16 +581,10 @@ static void end_list_field(struct xml_ctx *c)
         if (!c->token)
             xml_fail(c, -ENOMEM, "out of memory copying continuation token");
         break;
-    case XF_KEY:
-        /* the raw text, untrimmed: leading/trailing spaces are legal in keys */
-        if (c->tlen == 0)
-            xml_fail(c, -EBADMSG, "empty <Key>");
-        memcpy(c->key, c->text, c->tlen + 1);
-        break;
     case XF_LAST_MODIFIED:
         c->mtime = dl_parse_iso8601(v);
         if (c->mtime < 0)
-            xml_fail(c, -EBADMSG, "<LastModified> '%.64s' is not an ISO-8601 time", v);
+            xml_fail(c, -EBADMSG, "<LastModified> '%s' is not an ISO-8601 time", excerpt(v, ex));
         break;
     case XF_ETAG:
         memmove(c->etag, v, strlen(v) + 1);
@@ -577,7 +592,7 @@ static void end_list_field(struct xml_ctx *c)
         break;
     case XF_SIZE:
         if (!parse_decimal(v, 20, INT64_MAX, &c->size))
-            xml_fail(c, -EBADMSG, "<Size> '%.32s' is not a byte count", v);
+            xml_fail(c, -EBADMSG, "<Size> '%s' is not a byte count", excerpt(v, ex));
         break;
     default:
         break;
@@ -707,12 +722,14 @@ int dl_parse_s3_list(const char *xml, size_t len, struct dl_listing *out, char *
         set_err(err, errlen, "S3 listing is truncated but has no <NextContinuationToken>");
         rc = -EBADMSG;
     }
-    if (rc == 0) {
-        out->truncated = c->truncated;
-        out->next_token = c->token;
-    } else {
+    if (rc) {
         listing_truncate(out, n0);
         free(c->token);
+    } else if (c->truncated) {
+        out->truncated = true;
+        out->next_token = c->token;
+    } else {
+        free(c->token); /* a token on the last page means nothing, as with TOS */
     }
     free(c);
     return rc;
@@ -872,9 +889,7 @@ static int tos_entry(const cJSON *item, size_t idx, struct dl_listing *out, char
     }
     if (!json_opt_string(item, "Key", &key) || !key || !*key || too_long(key)) {
         set_err(err, errlen,
-                "TOS listing Contents[%zu].Key is missing, not a string, empty "
-                "or too long",
-                idx);
+                "TOS listing Contents[%zu].Key is missing, not a string, empty or too long", idx);
         return -EBADMSG;
     }
     if (!json_size(cJSON_GetObjectItemCaseSensitive(item, "Size"), &size)) {
@@ -1007,9 +1022,7 @@ static int hf_entry(const cJSON *item, size_t idx, struct dl_listing *out, char 
     if (strcmp(type, "file") != 0)
         return 0; /* directories (and anything newer we do not know) carry no bytes */
     if (!json_opt_string(item, "path", &path) || !path || !*path || too_long(path)) {
-        set_err(err, errlen,
-                "HF tree entry %zu 'path' is missing, not a string, empty or too "
-                "long",
+        set_err(err, errlen, "HF tree entry %zu 'path' is missing, not a string, empty or too long",
                 idx);
         return -EBADMSG;
     }
@@ -1026,9 +1039,7 @@ static int hf_entry(const cJSON *item, size_t idx, struct dl_listing *out, char 
         if (!cJSON_IsObject(lfs) || !json_opt_string(lfs, "oid", &lfs_oid) || !lfs_oid ||
             too_long(lfs_oid) || !json_size(cJSON_GetObjectItemCaseSensitive(lfs, "size"), &size)) {
             set_err(err, errlen,
-                    "HF tree entry %zu 'lfs' needs a string 'oid' and a byte count "
-                    "'size'",
-                    idx);
+                    "HF tree entry %zu 'lfs' needs a string 'oid' and a byte count 'size'", idx);
             return -EBADMSG;
         }
     }
@@ -1089,12 +1100,13 @@ int dl_parse_hf_revision(const char *json, size_t len, char sha[41], char *err, 
         set_err(err, errlen, "HF revision info has no string 'sha'");
         rc = -EBADMSG;
     } else {
-        char hex[65];
+        char hex[65], ex[48];
 
         if (hex_digest(s, 40, hex)) {
             memcpy(sha, hex, 41);
         } else {
-            set_err(err, errlen, "HF revision info 'sha' '%.48s' is not 40 hex digits", s);
+            set_err(err, errlen, "HF revision info 'sha' '%s' is not 40 hex digits",
+                    excerpt(s, ex));
             rc = -EBADMSG;
         }
     }

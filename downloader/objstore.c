@@ -427,9 +427,9 @@ static bool drop_siblings(const char *prefix, struct dl_listing *l)
         return false;
     for (size_t i = 0; i < l->n; i++) {
         struct dl_entry *e = &l->entries[i];
-        char next = e->path[plen];
-        if (strncmp(e->path, prefix, plen) == 0 && (next == '\0' || next == '/')) {
-            single |= next == '\0';
+        bool under = strncmp(e->path, prefix, plen) == 0; /* then path[plen] exists */
+        if (under && (e->path[plen] == '\0' || e->path[plen] == '/')) {
+            single |= e->path[plen] == '\0';
             l->entries[w++] = *e;
         } else {
             free(e->path);
@@ -452,7 +452,8 @@ static enum dl_status os_list(struct dl_source *s, struct dl_http_conn *c, struc
     }
     bool single = drop_siblings(o->prefix, out);
     atomic_store(&o->single, single);
-    dl_listing_finish(out, o->prefix, s->uri);
+    if (out->n > 0) /* an empty listing has nothing to finish (and a NULL array) */
+        dl_listing_finish(out, o->prefix, s->uri);
     if (out->n == 0) {
         dl_listing_free(out);
         snprintf(err, errlen, "no objects under %s", s->uri);
@@ -517,7 +518,7 @@ static void os_destroy(struct dl_source *s)
 {
     struct objstore *o = (struct objstore *)s;
     dl_creds_free(o->auth.provider);
-    explicit_bzero(&o->auth, sizeof o->auth);
+    explicit_bzero(&o->auth.keys, sizeof o->auth.keys);
     free(o);
 }
 

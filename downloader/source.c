@@ -67,7 +67,8 @@ void dl_listing_finish(struct dl_listing *l, const char *prefix, const char *wha
         memmove(e->path, rel, strlen(rel) + 1);
         i++;
     }
-    qsort(l->entries, l->n, sizeof *l->entries, by_path);
+    if (l->n > 1)
+        qsort(l->entries, l->n, sizeof *l->entries, by_path);
     /* two keys that clean up to the same name ("a" listed twice) keep the first */
     for (size_t i = 1; i < l->n;) {
         if (strcmp(l->entries[i].path, l->entries[i - 1].path) == 0) {

@@ -25,6 +25,7 @@ static const struct dl_objstore_error tos_errors[] = {
     {"InvalidAccessKeyId", DL_ERR_ACCESS, "access denied: the server does not know this access key",
      true},
     {"ExpiredToken", DL_ERR_ACCESS, "access denied: the security token has expired", true},
+    {"InvalidSecurityToken", DL_ERR_ACCESS, "access denied: the security token is not valid", true},
     {"InvalidBucketName", DL_ERR_INVALID, "invalid bucket name", true},
     {NULL, DL_OK, NULL, false},
 };

@@ -130,45 +130,20 @@ def object_hashes(path, st):
 # ---------------------------------------------------------------------------
 # TOS4-HMAC-SHA256 (SigV4 shape; key derivation from the bare secret).
 
-def uri_encode(s, keep_slash):
-    return urllib.parse.quote(s, safe="/~" if keep_slash else "~")
-
-
-def canonical_uri(raw_path):
-    return uri_encode(urllib.parse.unquote(raw_path), keep_slash=True) or "/"
-
-
-def canonical_query(raw_query, drop=()):
-    pairs = []
-    if raw_query:
-        for part in raw_query.split("&"):
-            if not part:
-                continue
-            k, _, v = part.partition("=")
-            k, v = urllib.parse.unquote_plus(k), urllib.parse.unquote_plus(v)
-            if k in drop:
-                continue
-            pairs.append((uri_encode(k, False), uri_encode(v, False)))
-    pairs.sort()
-    return "&".join("%s=%s" % kv for kv in pairs)
+canonical_uri = fakecommon.canonical_uri
+canonical_query = fakecommon.canonical_query
 
 
 def signing_key(secret, date, region, service="tos"):
-    k = hmac.new(secret.encode(), date.encode(), hashlib.sha256).digest()
-    k = hmac.new(k, region.encode(), hashlib.sha256).digest()
-    k = hmac.new(k, service.encode(), hashlib.sha256).digest()
-    return hmac.new(k, b"request", hashlib.sha256).digest()
+    return fakecommon.v4_signing_key(secret.encode(), date, region, service, "request")
 
 
 def compute_signature(secret, region, datetime_str, method, c_uri, c_query, headers, signed, payload_hash):
-    """headers: {lowercase name: value}; signed: list of lowercase names.
-    Returns (signature_hex, canonical_request, string_to_sign)."""
-    c_headers = "".join("%s:%s\n" % (h, " ".join(str(headers.get(h, "")).split())) for h in signed)
-    creq = "\n".join([method, c_uri, c_query, c_headers, ";".join(signed), payload_hash])
-    scope = "%s/%s/tos/request" % (datetime_str[:8], region)
-    sts = "\n".join([ALGORITHM, datetime_str, scope, hashlib.sha256(creq.encode()).hexdigest()])
-    sig = hmac.new(signing_key(secret, datetime_str[:8], region), sts.encode(), hashlib.sha256).hexdigest()
-    return sig, creq, sts
+    """TOS4-HMAC-SHA256: the SigV4 shape with key derivation from the bare
+    secret and the scope terminator "request". headers: {lowercase: value};
+    signed: lowercase names. Returns (signature_hex, canonical_request, string_to_sign)."""
+    return fakecommon.v4_signature(ALGORITHM, secret.encode(), "request", "tos", region, datetime_str, method,
+                                   c_uri, c_query, headers, signed, payload_hash)
 
 
 class AuthError(Exception):

@@ -30,6 +30,8 @@ Fault rule (a JSON object in the list given to `/__fake/control` as "faults"):
 """
 
 import fnmatch
+import hashlib
+import hmac
 import json
 import socket
 import struct
@@ -77,7 +79,7 @@ class FakeState:
                 "faults_fired": self.faults_fired,
                 "faults_by_match": dict(self.faults_by_match),
                 "faults_pending": [dict(f) for f in self.faults],
-                "connections": self.connections,
+                "connections": self.connections,  # TCP connections that made a non-control request
                 "inflight_max": self.inflight_max,
                 "log": list(self.log),
             }
@@ -164,15 +166,65 @@ def parse_range(header, size):
             end = size - 1
         else:
             start = int(a)
-            end = int(b) if b else size - 1
-            if end < start:
-                return None
+            end = int(b) if b else None
+            if end is not None and end < start:
+                return None  # syntactically invalid: ignore the header
+            if start >= size:
+                return "unsatisfiable"
+            if end is None:
+                end = size - 1
             end = min(end, size - 1)
     except ValueError:
         return None
-    if start >= size or size == 0:
+    if size == 0:
         return "unsatisfiable"
     return (start, end)
+
+
+# ---- SigV4-shaped request signing (S3's AWS4-HMAC-SHA256, TOS's TOS4-HMAC-SHA256)
+
+def uri_encode(s, keep_slash):
+    """RFC 3986 encoding as SigV4 wants it (unreserved A-Za-z0-9-_.~ kept)."""
+    return urllib.parse.quote(s, safe="/~" if keep_slash else "~")
+
+
+def canonical_uri(raw_path):
+    """The canonical URI of a request path as received: decoded once, then
+    encoded once (so /a%2Fb and /a/b both sign as /a/b, '+' as %2B)."""
+    return uri_encode(urllib.parse.unquote(raw_path), keep_slash=True) or "/"
+
+
+def canonical_query(raw_query, drop=()):
+    pairs = []
+    if raw_query:
+        for part in raw_query.split("&"):
+            if not part:
+                continue
+            k, _, v = part.partition("=")
+            k, v = urllib.parse.unquote_plus(k), urllib.parse.unquote_plus(v)
+            if k in drop:
+                continue
+            pairs.append((uri_encode(k, False), uri_encode(v, False)))
+    pairs.sort()
+    return "&".join("%s=%s" % kv for kv in pairs)
+
+
+def v4_signing_key(secret_bytes, date, region, service, terminator):
+    k = hmac.new(secret_bytes, date.encode(), hashlib.sha256).digest()
+    k = hmac.new(k, region.encode(), hashlib.sha256).digest()
+    k = hmac.new(k, service.encode(), hashlib.sha256).digest()
+    return hmac.new(k, terminator.encode(), hashlib.sha256).digest()
+
+
+def v4_signature(algorithm, secret_bytes, terminator, service, region, datetime_str, method, c_uri, c_query,
+                 headers, signed, payload_hash):
+    """-> (signature_hex, canonical_request, string_to_sign)."""
+    c_headers = "".join("%s:%s\n" % (h, " ".join(str(headers.get(h, "")).split())) for h in signed)
+    creq = "\n".join([method, c_uri, c_query, c_headers, ";".join(signed), payload_hash])
+    scope = "%s/%s/%s/%s" % (datetime_str[:8], region, service, terminator)
+    sts = "\n".join([algorithm, datetime_str, scope, hashlib.sha256(creq.encode()).hexdigest()])
+    key = v4_signing_key(secret_bytes, datetime_str[:8], region, service, terminator)
+    return hmac.new(key, sts.encode(), hashlib.sha256).hexdigest(), creq, sts
 
 
 def http_date(ts):
@@ -219,11 +271,12 @@ class FakeHandler(BaseHTTPRequestHandler):
         if getattr(self.server.app, "verbose", False):
             sys.stderr.write("%s - %s\n" % (self.address_string(), fmt % args))
 
+    _conn_ids = iter(range(1, 1 << 62))
+
     def setup(self):
         super().setup()
-        with self.state.lock:
-            self.state.connections += 1
-            self.conn_id = self.state.connections
+        self.conn_id = next(FakeHandler._conn_ids)
+        self._conn_counted = False  # connections are counted at their first non-control request
 
     # ---- request bookkeeping ----------------------------------------------
     def _begin(self):
@@ -231,6 +284,7 @@ class FakeHandler(BaseHTTPRequestHandler):
             "t": round(time.time(), 6),
             "method": self.command,
             "path": self.path,
+            "host": self.headers.get("Host"),
             "kind": None,
             "key": None,
             "status": None,
@@ -251,6 +305,9 @@ class FakeHandler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.inflight -= 1
             if rec["kind"] != "control":
+                if not self._conn_counted:
+                    self._conn_counted = True
+                    self.state.connections += 1
                 kind = rec["kind"] or "other"
                 self.state.requests[kind] = self.state.requests.get(kind, 0) + 1
                 self.state.requests_total += 1
@@ -372,12 +429,17 @@ class FakeHandler(BaseHTTPRequestHandler):
         self.send_head_only(status, h)
         if self.command == "HEAD" or length == 0:
             return
+        with open(abspath, "rb") as fp:
+            fp.seek(start)
+            self.relay_body(fp, length, stats_key)
+
+    def relay_body(self, src, length, stats_key):
+        """Copy `length` bytes from src.read() to the client, applying the body
+        faults (truncate, corrupt, rate, stall). Returns the bytes sent."""
         f = self._fault or {}
         limit = length
-        truncated = False
         if f.get("truncate") is not None:
             limit = min(length, int(f["truncate"]))
-            truncated = True
         corrupt_at = None
         if f.get("corrupt") is not None and f.get("corrupt") is not False:
             c = f["corrupt"]
@@ -388,37 +450,38 @@ class FakeHandler(BaseHTTPRequestHandler):
         sent = 0
         chunk = CHUNK if not rate else max(1024, min(CHUNK, int(rate / 20) or 1024))
         t0 = time.monotonic()
-        with open(abspath, "rb") as fp:
-            fp.seek(start)
-            while sent < limit:
-                if stall is not None and sent >= stall_after:
-                    time.sleep(stall)
-                    stall = None
-                want = min(chunk, limit - sent)
-                if stall is not None and sent < stall_after:
-                    want = min(want, stall_after - sent)
-                buf = fp.read(want)
-                if not buf:
-                    break
-                if corrupt_at is not None and sent <= corrupt_at < sent + len(buf):
-                    b = bytearray(buf)
-                    b[corrupt_at - sent] ^= 0xFF
-                    buf = bytes(b)
-                self.wfile.write(buf)
-                sent += len(buf)
-                self._rec["bytes"] = sent
-                self.state.add_bytes(stats_key, len(buf))
-                if rate:
-                    ahead = sent / rate - (time.monotonic() - t0)
-                    if ahead > 0:
-                        time.sleep(ahead)
-        if truncated and sent < length:
+        while sent < limit:
+            if stall is not None and sent >= stall_after:
+                time.sleep(stall)
+                stall = None
+            want = min(chunk, limit - sent)
+            if stall is not None and sent < stall_after:
+                want = min(want, stall_after - sent)
+            buf = src.read(want)
+            if not buf:
+                break
+            if corrupt_at is not None and sent <= corrupt_at < sent + len(buf):
+                b = bytearray(buf)
+                b[corrupt_at - sent] ^= 0xFF
+                buf = bytes(b)
+            self.wfile.write(buf)
+            sent += len(buf)
+            self._rec["bytes"] = sent
+            self.state.add_bytes(stats_key, len(buf))
+            if rate:
+                ahead = sent / rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+        if sent < length:
+            # truncated on purpose (or the source ran dry): the client must see
+            # a short body, so the connection cannot be reused
             try:
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
             self.close_connection = True
+        return sent
 
     # ---- the control plane ------------------------------------------------
     def handle_control(self, sub):

@@ -38,8 +38,8 @@ static void check_entries(const struct dl_listing *l)
             abort();
         if (e->digest_kind == CM_HASH_SHA256 && !lower_hex(e->digest, 64))
             abort();
-        if (e->digest_kind != CM_HASH_NONE && e->digest_kind != CM_HASH_GIT_SHA1
-            && e->digest_kind != CM_HASH_SHA256)
+        if (e->digest_kind != CM_HASH_NONE && e->digest_kind != CM_HASH_GIT_SHA1 &&
+            e->digest_kind != CM_HASH_SHA256)
             abort();
     }
 }

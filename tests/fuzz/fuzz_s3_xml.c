@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = dl_parse_s3_list((const char *)data, size, &l, err, sizeof(err));
     if (rc != 0 && (l.n != 1 || l.truncated || l.next_token || err[0] == '\0'))
         abort();
-    if (rc == 0 && l.truncated && !l.next_token)
+    if (rc == 0 && l.truncated != (l.next_token != NULL))
         abort();
     check_entries(&l);
     dl_listing_free(&l);

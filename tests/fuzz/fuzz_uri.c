@@ -29,8 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     err[0] = '\0';
     rc = cm_uri_parse(s, &u, err, sizeof(err));
     if (rc == 0) {
-        if (!TERMINATED(u.repo) || !TERMINATED(u.revision) || !TERMINATED(u.bucket)
-            || !TERMINATED(u.prefix) || !TERMINATED(u.path))
+        if (!TERMINATED(u.repo) || !TERMINATED(u.revision) || !TERMINATED(u.bucket) ||
+            !TERMINATED(u.prefix) || !TERMINATED(u.path))
             abort();
         if (!cm_uri_source_name(u.kind))
             abort();

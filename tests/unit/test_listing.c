@@ -182,6 +182,24 @@ static void test_s3_good(void)
     }
     dl_listing_free(&l);
 
+    /* keys keep their spaces; other fields may be pretty-printed */
+    CHECK_INT(s3("<ListBucketResult><Contents><Key> a b </Key><Size> 1 </Size></Contents>"
+                 "</ListBucketResult>",
+                 &l),
+              0);
+    CHECK_INT(l.n, 1);
+    if (l.n == 1)
+        CHECK_STR(l.entries[0].path, " a b ");
+    dl_listing_free(&l);
+
+    /* a token on the last page is dropped */
+    CHECK_INT(s3("<ListBucketResult><IsTruncated>false</IsTruncated><NextContinuationToken>t"
+                 "</NextContinuationToken></ListBucketResult>",
+                 &l),
+              0);
+    CHECK(!l.truncated);
+    CHECK(l.next_token == NULL);
+
     /* MinIO-style: no namespace at all, empty bucket */
     CHECK_INT(s3("<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>", &l), 0);
     CHECK_INT(l.n, 0);
