@@ -762,23 +762,35 @@ int dl_parse_s3_error(const char *xml, size_t len, char *code, size_t codelen, c
 
 /* ---- JSON (cJSON) ---- */
 
-/* cJSON keeps strings NUL-terminated, so a raw NUL or a \u0000 escape would silently cut a key
- * short ("a.bin\u0000.txt" would become "a.bin"). Refuse both before parsing. The escape scan
- * steps over every backslash pair so an escaped backslash followed by "u0000" is not a hit. */
-static bool json_has_nul(const char *s, size_t len)
+/* cJSON keeps strings NUL-terminated, so a \u0000 escape would silently cut a key short
+ * ("a.bin\u0000.txt" would become "a.bin"). Such escapes are rewritten to \u0001 in a copy
+ * of the document: the key keeps its full length and carries a control character, which the
+ * name check then rejects for that one entry (SPEC §3: skipped with a warning), while the
+ * rest of the page is still used. The scan steps over every backslash pair so an escaped
+ * backslash followed by "u0000" is not a hit. Returns the copy, or NULL when none is needed
+ * (or memory ran out: *oom is then set). A raw NUL byte is not JSON and is refused earlier. */
+static char *json_defuse_nul_escapes(const char *s, size_t len, bool *oom)
 {
-    size_t i;
+    char *copy = NULL;
 
-    if (memchr(s, '\0', len))
-        return true;
-    for (i = 0; i + 1 < len; i++) {
+    *oom = false;
+    for (size_t i = 0; i + 1 < len; i++) {
         if (s[i] != '\\')
             continue;
-        if (s[i + 1] == 'u' && i + 5 < len && memcmp(s + i + 2, "0000", 4) == 0)
-            return true;
+        if (s[i + 1] == 'u' && i + 5 < len && memcmp(s + i + 2, "0000", 4) == 0) {
+            if (!copy) {
+                copy = malloc(len);
+                if (!copy) {
+                    *oom = true;
+                    return NULL;
+                }
+                memcpy(copy, s, len);
+            }
+            copy[i + 5] = '1';
+        }
         i++;
     }
-    return false;
+    return copy;
 }
 
 /* Parse a whole JSON document (trailing whitespace allowed, nothing else). Returns the tree
@@ -799,29 +811,41 @@ static cJSON *json_parse(const char *json, size_t len, const char *what, int *rc
         *rc = -E2BIG;
         return NULL;
     }
-    if (json_has_nul(json, len)) {
+    if (memchr(json, '\0', len)) {
         set_err(err, errlen, "%s contains a NUL character", what);
         *rc = -EBADMSG;
         return NULL;
     }
+    bool oom;
+    char *defused = json_defuse_nul_escapes(json, len, &oom);
+    if (oom) {
+        set_err(err, errlen, "%s: out of memory", what);
+        *rc = -ENOMEM;
+        return NULL;
+    }
+    if (defused)
+        json = defused;
     root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) {
         size_t at = (end && end >= json && end <= json + len) ? (size_t)(end - json) : 0;
 
         set_err(err, errlen, "%s is not valid JSON (near byte %zu)", what, at);
         *rc = -EBADMSG;
+        free(defused);
         return NULL;
     }
-    for (; end && end < json + len; end++) {
+    for (; root && end && end < json + len; end++) {
         if (*end != ' ' && *end != '\t' && *end != '\r' && *end != '\n') {
             set_err(err, errlen, "%s has trailing data after the JSON value (byte %zu)", what,
                     (size_t)(end - json));
             cJSON_Delete(root);
+            root = NULL;
             *rc = -EBADMSG;
-            return NULL;
         }
     }
-    *rc = 0;
+    free(defused);
+    if (root)
+        *rc = 0;
     return root;
 }
 
