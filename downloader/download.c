@@ -21,8 +21,8 @@
 #include "../common/fsutil.h"
 #include "../common/hash.h"
 #include "../common/log.h"
+#include "chunkmap.h"
 
-#define RECORD_MAGIC "aibrix-chunks v1"
 #define VERIFY_BUF (1u << 20)
 
 struct run;
@@ -31,8 +31,8 @@ struct file_task {
     struct run *run;
     const struct dl_entry *e;
     char dest[PATH_MAX], part[PATH_MAX], record[PATH_MAX], meta[PATH_MAX];
-    int fd, rec_fd;
-    size_t rec_hdr;    /* bytes before the chunk flags in the record */
+    int fd;
+    struct dl_chunkmap map; /* which chunks of .part are written */
     uint64_t nchunks;
     struct dl_fetch_job *jobs;
     atomic_uint_fast64_t left; /* chunks still in flight */
@@ -92,43 +92,24 @@ enum dl_status dl_verify_file(int fd, const struct dl_entry *e, char *err, size_
     return st;
 }
 
-/* ---- chunk records ----------------------------------------------------------------------- */
+/* ---- the part file and its chunk map ------------------------------------------------- */
 
-/* What the record and the metadata say identifies this version of the file. */
-static void entry_identity(const struct dl_entry *e, char *out, size_t outlen)
+/* Open the chunk map and the sparse .part file. A map made for another size, chunk size or
+ * version of the file is started afresh, and so is the part file. */
+static int open_part(struct file_task *t, uint64_t chunk)
 {
-    if (e->etag && *e->etag)
-        snprintf(out, outlen, "%s", e->etag);
-    else if (e->digest[0])
-        snprintf(out, outlen, "%s", e->digest);
-    else
-        snprintf(out, outlen, "size=%" PRIu64 ",mtime=%" PRId64, e->size, e->mtime);
-}
-
-/* Open or create the record; flags[i] tells whether chunk i is already on disk. A record
- * made for another size, chunk size or version is started afresh, and so is the part file. */
-static int open_record(struct file_task *t, uint64_t chunk, char *flags)
-{
-    char id[300], hdr[512], old[512];
-    entry_identity(t->e, id, sizeof id);
-    int hlen = snprintf(hdr, sizeof hdr, RECORD_MAGIC " size=%" PRIu64 " chunk=%" PRIu64 " id=%s\n",
-                        t->e->size, chunk, id);
-    t->rec_hdr = (size_t)hlen;
-    memset(flags, '0', t->nchunks);
-
+    char id[300];
+    bool reuse;
     struct stat sb;
-    t->rec_fd = open(t->record, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (t->rec_fd < 0)
-        return -errno;
-    bool reuse = !t->run->opts->force && pread(t->rec_fd, old, (size_t)hlen, 0) == hlen &&
-                 memcmp(old, hdr, (size_t)hlen) == 0 &&
-                 pread(t->rec_fd, flags, t->nchunks, hlen) == (ssize_t)t->nchunks &&
-                 stat(t->part, &sb) == 0 && (uint64_t)sb.st_size == t->e->size;
+    dl_entry_identity(t->e, id, sizeof id);
+    int rc = dl_chunkmap_open(&t->map, t->record, id, t->e->size, chunk, t->run->opts->force,
+                              &reuse);
+    if (rc)
+        return rc;
+    reuse = reuse && stat(t->part, &sb) == 0 && (uint64_t)sb.st_size == t->e->size;
     if (!reuse) {
-        memset(flags, '0', t->nchunks);
-        if (ftruncate(t->rec_fd, 0) != 0 || pwrite(t->rec_fd, hdr, (size_t)hlen, 0) != hlen ||
-            pwrite(t->rec_fd, flags, t->nchunks, hlen) != (ssize_t)t->nchunks)
-            return -errno;
+        if ((rc = dl_chunkmap_reset(&t->map)) != 0)
+            return rc;
         unlink(t->part);
     }
     t->fd = open(t->part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -165,11 +146,11 @@ static void chunk_done(struct dl_fetch_job *job, enum dl_status st, const char *
     if (st == DL_OK) {
         /* the flag is written after the chunk's bytes: a crash between them refetches the
          * chunk, never trusts one that was not written */
-        if (pwrite(t->rec_fd, "1", 1, (off_t)(t->rec_hdr + idx)) != 1)
+        int rc = dl_chunkmap_set(&t->map, idx);
+        if (rc)
             cm_warn("download", "cannot update chunk record of %s: %s", t->e->path,
-                    strerror(errno));
-        if (r->progress)
-            atomic_fetch_add(&r->progress->bytes_done, job->len);
+                    strerror(-rc));
+        atomic_fetch_add(&r->progress->bytes_done, job->len);
     }
     pthread_mutex_lock(&r->lock);
     if (st != DL_OK && t->st == DL_OK) {
@@ -184,12 +165,11 @@ static void chunk_done(struct dl_fetch_job *job, enum dl_status st, const char *
     pthread_mutex_unlock(&r->lock);
 }
 
-/* Queue every chunk whose flag is not set. Returns how many were queued. */
-static uint64_t submit_missing(struct file_task *t, const char *flags, uint64_t chunk)
+/* Queue every chunk the map does not have. Returns how many were queued. */
+static uint64_t submit_missing(struct file_task *t)
 {
-    uint64_t missing = 0;
-    for (uint64_t i = 0; i < t->nchunks; i++)
-        missing += flags[i] != '1';
+    const char *flags = t->map.flags;
+    uint64_t missing = t->nchunks - dl_chunkmap_count(&t->map);
     atomic_store(&t->left, missing);
     for (uint64_t i = 0; i < t->nchunks; i++) {
         if (flags[i] == '1')
@@ -198,8 +178,8 @@ static uint64_t submit_missing(struct file_task *t, const char *flags, uint64_t 
         *j = (struct dl_fetch_job){
             .src = t->run->src,
             .entry = t->e,
-            .off = i * chunk,
-            .len = (i + 1) * chunk <= t->e->size ? chunk : t->e->size - i * chunk,
+            .off = i * t->map.chunk,
+            .len = dl_chunkmap_len(&t->map, i),
             .sink = sink_pwrite,
             .sink_ctx = t,
             .done = chunk_done,
@@ -219,7 +199,7 @@ static bool already_there(const struct file_task *t)
     char want[300], have[512];
     if (stat(t->dest, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != t->e->size)
         return false;
-    entry_identity(t->e, want, sizeof want);
+    dl_entry_identity(t->e, want, sizeof want);
     ssize_t n = cm_read_file(t->meta, have, sizeof have - 1);
     if (n <= 0)
         return false;
@@ -231,9 +211,8 @@ static void close_task(struct file_task *t)
 {
     if (t->fd >= 0)
         close(t->fd);
-    if (t->rec_fd >= 0)
-        close(t->rec_fd);
-    t->fd = t->rec_fd = -1;
+    t->fd = -1;
+    dl_chunkmap_close(&t->map);
 }
 
 /* Start fetching t. Returns DL_OK with *queued set (0 when the file was complete at once). */
@@ -241,37 +220,28 @@ static enum dl_status start_task(struct file_task *t, uint64_t chunk, uint64_t *
                                  size_t errlen)
 {
     int rc;
-    char *flags = malloc(t->nchunks ? t->nchunks : 1);
-    if (!flags)
-        return DL_ERR_LOCAL;
     if ((rc = cm_mkdirs_parent(t->part, 0755)) != 0 ||
-        (rc = cm_mkdirs_parent(t->dest, 0755)) != 0 || (rc = open_record(t, chunk, flags)) != 0) {
+        (rc = cm_mkdirs_parent(t->dest, 0755)) != 0 || (rc = open_part(t, chunk)) != 0) {
         snprintf(err, errlen, "%s: cannot prepare download: %s", t->e->path, strerror(-rc));
-        free(flags);
         return DL_ERR_LOCAL;
     }
-    uint64_t have = 0;
-    for (uint64_t i = 0; i < t->nchunks; i++)
-        have += flags[i] == '1';
-    if (have)
-        cm_info("download", "resuming %s: %" PRIu64 " of %" PRIu64 " chunks already here",
-                t->e->path, have, t->nchunks);
-    if (t->run->progress && have) {
+    uint64_t have = dl_chunkmap_count(&t->map);
+    if (have) {
         uint64_t bytes = 0;
         for (uint64_t i = 0; i < t->nchunks; i++)
-            if (flags[i] == '1')
-                bytes += (i + 1) * chunk <= t->e->size ? chunk : t->e->size - i * chunk;
+            if (t->map.flags[i] == '1')
+                bytes += dl_chunkmap_len(&t->map, i);
+        cm_info("download", "resuming %s: %" PRIu64 " of %" PRIu64 " chunks already here",
+                t->e->path, have, t->nchunks);
         atomic_fetch_add(&t->run->progress->bytes_done, bytes);
     }
-    *queued = submit_missing(t, flags, chunk);
-    free(flags);
+    *queued = submit_missing(t);
     return DL_OK;
 }
 
 /* Verify, rename into place and record. Returns DL_OK when t is finished, or a status; when
  * the first fetch failed verification the file is queued again and *again is set. */
-static enum dl_status finish_task(struct file_task *t, uint64_t chunk, bool *again, char *err,
-                                  size_t errlen)
+static enum dl_status finish_task(struct file_task *t, bool *again, char *err, size_t errlen)
 {
     char id[300];
     *again = false;
@@ -282,21 +252,13 @@ static enum dl_status finish_task(struct file_task *t, uint64_t chunk, bool *aga
     enum dl_status st = dl_verify_file(t->fd, t->e, err, errlen);
     if (st == DL_ERR_INTEGRITY) {
         cm_warn("download", "integrity check failed: %s", err);
-        if (t->fetches++ < 2) {
-            /* drop every byte of the bad copy and fetch it once more */
-            char *zeros = calloc(1, t->nchunks ? t->nchunks : 1);
-            if (zeros && pwrite(t->rec_fd, memset(zeros, '0', t->nchunks), t->nchunks,
-                                (off_t)t->rec_hdr) == (ssize_t)t->nchunks &&
-                ftruncate(t->fd, 0) == 0 && ftruncate(t->fd, (off_t)t->e->size) == 0) {
-                if (t->run->progress)
-                    atomic_fetch_sub(&t->run->progress->bytes_done, t->e->size);
-                *again = submit_missing(t, zeros, chunk) > 0;
-                free(zeros);
-                if (*again)
-                    return DL_OK;
-            } else {
-                free(zeros);
-            }
+        /* drop every byte of the bad copy and fetch it once more */
+        if (t->fetches++ < 2 && dl_chunkmap_reset(&t->map) == 0 && ftruncate(t->fd, 0) == 0 &&
+            ftruncate(t->fd, (off_t)t->e->size) == 0) {
+            atomic_fetch_sub(&t->run->progress->bytes_done, t->e->size);
+            *again = submit_missing(t) > 0;
+            if (*again)
+                return DL_OK;
         }
         unlink(t->part);
         unlink(t->record);
@@ -308,7 +270,7 @@ static enum dl_status finish_task(struct file_task *t, uint64_t chunk, bool *aga
         snprintf(err, errlen, "%s: cannot move into place: %s", t->e->path, strerror(errno));
         return DL_ERR_LOCAL;
     }
-    entry_identity(t->e, id, sizeof id);
+    dl_entry_identity(t->e, id, sizeof id);
     strcat(id, "\n");
     int rc = cm_write_file_atomic(t->meta, id, strlen(id));
     if (rc)
@@ -387,7 +349,7 @@ enum dl_status dl_download(struct dl_source *src, struct dl_fetch *f, const stru
     /* plan: skip what is there, size the rest */
     for (size_t i = 0; i < l->n; i++) {
         struct file_task *t = &tasks[i];
-        *t = (struct file_task){.run = &r, .e = &l->entries[i], .fd = -1, .rec_fd = -1};
+        *t = (struct file_task){.run = &r, .e = &l->entries[i], .fd = -1, .map.fd = -1};
         t->fetches = 1;
         t->nchunks = (t->e->size + chunk - 1) / chunk;
         if (task_paths(t, dir, cm_uri_source_name(src->kind)) != 0) {
@@ -442,7 +404,7 @@ enum dl_status dl_download(struct dl_source *src, struct dl_fetch *f, const stru
         for (struct file_task *t = ready, *next; t; t = next) {
             bool again = false;
             next = t->next_done;
-            enum dl_status st = finish_task(t, chunk, &again, msg, sizeof msg);
+            enum dl_status st = finish_task(t, &again, msg, sizeof msg);
             if (again)
                 continue;
             close_task(t);

@@ -1,6 +1,7 @@
 /* source.c - choosing a source for a URI, and the listing clean-up every source shares. */
 #include "source.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,4 +79,14 @@ void dl_listing_finish(struct dl_listing *l, const char *prefix, const char *wha
             i++;
         }
     }
+}
+
+void dl_entry_identity(const struct dl_entry *e, char *out, size_t outlen)
+{
+    if (e->etag && *e->etag)
+        snprintf(out, outlen, "%s", e->etag);
+    else if (e->digest[0])
+        snprintf(out, outlen, "%s", e->digest);
+    else
+        snprintf(out, outlen, "size=%" PRIu64 ",mtime=%" PRId64, e->size, e->mtime);
 }

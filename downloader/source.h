@@ -71,4 +71,8 @@ struct dl_source *dl_source_file_open(const struct dl_source_config *cfg, struct
  * its base name. */
 void dl_listing_finish(struct dl_listing *l, const char *prefix, const char *what);
 
+/* What identifies this version of e: its ETag, else its digest, else "size=N,mtime=M".
+ * Written to AIBrix's .metadata files and to chunk maps. */
+void dl_entry_identity(const struct dl_entry *e, char *out, size_t outlen);
+
 #endif
