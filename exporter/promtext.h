@@ -29,12 +29,12 @@
 
 /* Bounds on parser input: the engine is untrusted and a scrape must not take the runtime down.
  * Going over one is an error (-E2BIG) that names the line; nothing of the input is kept. */
-#define EXP_MAX_INPUT (16u << 20)   /* bytes of exposition text (16 MiB) */
-#define EXP_MAX_LINE (64u << 10)    /* bytes in one line, without its '\n' (64 KiB) */
-#define EXP_MAX_LABELS 64           /* labels on one sample */
-#define EXP_MAX_SERIES 200000       /* samples (every bucket counts) in one input */
-#define EXP_MAX_FAMILIES 200000     /* families in one input (HELP/TYPE-only ones count) */
-#define EXP_MAX_NAME 1024           /* bytes in a metric or label name */
+#define EXP_MAX_INPUT (16u << 20) /* bytes of exposition text (16 MiB) */
+#define EXP_MAX_LINE (64u << 10)  /* bytes in one line, without its '\n' (64 KiB) */
+#define EXP_MAX_LABELS 64         /* labels on one sample */
+#define EXP_MAX_SERIES 200000     /* samples (every bucket counts) in one input */
+#define EXP_MAX_FAMILIES 200000   /* families in one input (HELP/TYPE-only ones count) */
+#define EXP_MAX_NAME 1024         /* bytes in a metric or label name */
 
 /* Room for any value exp_format_value writes, with its NUL. */
 #define EXP_VALUE_MAX 32
