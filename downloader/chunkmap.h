@@ -16,11 +16,11 @@
 
 struct dl_chunkmap {
     int fd;
-    size_t hdr;       /* header length: flag i is at byte hdr + i */
-    uint64_t size;    /* bytes of the object */
-    uint64_t chunk;   /* bytes per chunk */
+    size_t hdr;     /* header length: flag i is at byte hdr + i */
+    uint64_t size;  /* bytes of the object */
+    uint64_t chunk; /* bytes per chunk */
     uint64_t nchunks;
-    char *flags;      /* in-memory copy, '0' / '1' per chunk (owned) */
+    char *flags; /* in-memory copy, '0' / '1' per chunk (owned) */
 };
 
 /* Open path, or create it. When the file describes another object (size, chunk size or id

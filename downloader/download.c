@@ -38,7 +38,7 @@ struct file_task {
     atomic_uint_fast64_t left; /* chunks still in flight */
     enum dl_status st;         /* first chunk failure (under run->lock) */
     char err[512];
-    int fetches;               /* how many times the whole file was fetched (1 or 2) */
+    int fetches; /* how many times the whole file was fetched (1 or 2) */
     struct file_task *next_done;
 };
 
@@ -102,8 +102,8 @@ static int open_part(struct file_task *t, uint64_t chunk)
     bool reuse;
     struct stat sb;
     dl_entry_identity(t->e, id, sizeof id);
-    int rc = dl_chunkmap_open(&t->map, t->record, id, t->e->size, chunk, t->run->opts->force,
-                              &reuse);
+    int rc =
+        dl_chunkmap_open(&t->map, t->record, id, t->e->size, chunk, t->run->opts->force, &reuse);
     if (rc)
         return rc;
     reuse = reuse && stat(t->part, &sb) == 0 && (uint64_t)sb.st_size == t->e->size;
@@ -148,8 +148,7 @@ static void chunk_done(struct dl_fetch_job *job, enum dl_status st, const char *
          * chunk, never trusts one that was not written */
         int rc = dl_chunkmap_set(&t->map, idx);
         if (rc)
-            cm_warn("download", "cannot update chunk record of %s: %s", t->e->path,
-                    strerror(-rc));
+            cm_warn("download", "cannot update chunk record of %s: %s", t->e->path, strerror(-rc));
         atomic_fetch_add(&r->progress->bytes_done, job->len);
     }
     pthread_mutex_lock(&r->lock);
@@ -317,10 +316,10 @@ static int task_paths(struct file_task *t, const char *dir, const char *source)
     const char *rel = t->e->path;
     int a = snprintf(t->dest, sizeof t->dest, "%s/%s", dir, rel);
     int b = snprintf(t->part, sizeof t->part, "%s/.cache/%s/download/%s.part", dir, source, rel);
-    int c = snprintf(t->record, sizeof t->record, "%s/.cache/%s/download/%s.chunks", dir, source,
-                     rel);
-    int d = snprintf(t->meta, sizeof t->meta, "%s/.cache/%s/download/%s.metadata", dir, source,
-                     rel);
+    int c =
+        snprintf(t->record, sizeof t->record, "%s/.cache/%s/download/%s.chunks", dir, source, rel);
+    int d =
+        snprintf(t->meta, sizeof t->meta, "%s/.cache/%s/download/%s.metadata", dir, source, rel);
     return (a >= PATH_MAX || b >= PATH_MAX || c >= PATH_MAX || d >= PATH_MAX) ? -ENAMETOOLONG : 0;
 }
 

@@ -41,12 +41,12 @@ struct attempt {
     const struct dl_http_req *req;
     struct dl_http_resp *resp;
     struct dl_http *http;
-    uint64_t want_start;  /* absolute offset the body should start at */
-    uint64_t skip;        /* body bytes to drop first (a 200 answering a range request) */
-    uint64_t delivered;   /* body bytes passed to the sink in this logical request */
-    bool success_body;    /* 2xx: body goes to the sink; else it is collected (bounded) */
-    bool range_bad;       /* a 206 whose Content-Range does not match */
-    bool range_filled;    /* every requested byte arrived; the transfer was cut short here */
+    uint64_t want_start; /* absolute offset the body should start at */
+    uint64_t skip;       /* body bytes to drop first (a 200 answering a range request) */
+    uint64_t delivered;  /* body bytes passed to the sink in this logical request */
+    bool success_body;   /* 2xx: body goes to the sink; else it is collected (bounded) */
+    bool range_bad;      /* a 206 whose Content-Range does not match */
+    bool range_filled;   /* every requested byte arrived; the transfer was cut short here */
     int sink_err;
     size_t collect_max;
 };
@@ -361,10 +361,13 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
         off = drop;
     }
     if (off < n) {
+        bool overrun = false;
         if (a->req->has_range) {
             uint64_t room = a->req->range_end - (a->want_start + a->delivered);
-            if (n - off > room)
+            if (n - off > room) {
                 n = off + (size_t)room;
+                overrun = true;
+            }
         }
         int rc = a->req->sink(a->req->sink_ctx, a->want_start + a->delivered, data + off, n - off);
         if (rc) {
@@ -373,8 +376,9 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
         }
         a->delivered += n - off;
         atomic_fetch_add(&a->http->stats.bytes, n - off);
-        /* a server that ignored the range would send the rest of the object: stop here */
-        if (a->req->has_range && a->want_start + a->delivered >= a->req->range_end) {
+        /* a server that ignored the range sends the rest of the object: stop here (a
+         * response that ends exactly at the range end keeps its connection alive) */
+        if (overrun) {
             a->range_filled = true;
             return 0;
         }
@@ -454,8 +458,7 @@ static enum dl_status status_class(long s)
 
 /* Sleep for the backoff before attempt n (n >= 1), or the server's hint when it gave one.
  * Returns false when cancelled while waiting. */
-static bool backoff(struct dl_http_conn *c, const struct dl_http_req *req, unsigned n,
-                    double hint)
+static bool backoff(struct dl_http_conn *c, const struct dl_http_req *req, unsigned n, double hint)
 {
     const struct dl_http_policy *p = &c->http->policy;
     double ceil_s = p->backoff_base * pow(2.0, n - 1);
@@ -515,7 +518,9 @@ static void configure(struct dl_http_conn *c, const struct dl_http_req *req, con
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, p->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, p->stall_timeout_s);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "aibrix-runtime/" "0.1");
+    curl_easy_setopt(e, CURLOPT_USERAGENT,
+                     "aibrix-runtime/"
+                     "0.1");
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 512L * 1024);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, a);
@@ -525,6 +530,9 @@ static void configure(struct dl_http_conn *c, const struct dl_http_req *req, con
     curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(e, CURLOPT_XFERINFODATA, a);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* the connection cache is shared by every worker: the default of 5 would close a
+     * connection per chunk once more than 5 workers run */
+    curl_easy_setopt(e, CURLOPT_MAXCONNECTS, 1024L);
     if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else if (strcmp(method, "GET") != 0) {
@@ -628,9 +636,9 @@ enum dl_status dl_http_do(struct dl_http_conn *c, const struct dl_http_req *req,
             curl_easy_getinfo(c->easy, CURLINFO_REDIRECT_URL, &loc);
             if (!loc || ++redirects > MAX_REDIRECTS || strlen(loc) >= sizeof url) {
                 snprintf(err, errlen, "%s: %s", safe,
-                         !loc ? "redirect without Location"
-                              : redirects > MAX_REDIRECTS ? "too many redirects"
-                                                          : "redirect target too long");
+                         !loc                        ? "redirect without Location"
+                         : redirects > MAX_REDIRECTS ? "too many redirects"
+                                                     : "redirect target too long");
                 return DL_ERR_INVALID;
             }
             snprintf(url, sizeof url, "%s", loc);

@@ -1,0 +1,219 @@
+/* server.c - libmicrohttpd glue: body collection with limits, routing, error bodies. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+
+struct ctl_server {
+    struct MHD_Daemon *daemon;
+    const struct ctl_route *routes;
+    size_t nroutes;
+    void *ctx;
+};
+
+/* Per-connection state while the body arrives. */
+struct upload {
+    char *buf;
+    size_t len;
+    bool too_large;
+};
+
+static const struct {
+    int status;
+    const char *type;
+} error_types[] = {
+    {400, "BadRequestError"},     {401, "AuthenticationError"},  {403, "PermissionDeniedError"},
+    {404, "NotFoundError"},       {405, "MethodNotAllowed"},     {409, "ConflictError"},
+    {413, "RequestTooLarge"},     {422, "InvalidArgumentError"}, {500, "InternalServerError"},
+    {501, "NotImplementedError"}, {502, "BadGatewayError"},      {503, "ServiceUnavailable"},
+};
+
+void ctl_error(struct ctl_response *resp, int status, const char *message)
+{
+    const char *type = "ServerError";
+    for (size_t i = 0; i < sizeof error_types / sizeof *error_types; i++)
+        if (error_types[i].status == status)
+            type = error_types[i].type;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "error");
+    cJSON_AddStringToObject(o, "message", message);
+    cJSON_AddStringToObject(o, "type", type);
+    cJSON_AddNullToObject(o, "param");
+    cJSON_AddNumberToObject(o, "code", status);
+    free(resp->body);
+    resp->body = cJSON_PrintUnformatted(o);
+    resp->status = status;
+    resp->content_type = NULL;
+    cJSON_Delete(o);
+}
+
+void ctl_json(struct ctl_response *resp, int status, const char *json)
+{
+    free(resp->body);
+    resp->body = strdup(json);
+    resp->status = status;
+    resp->content_type = NULL;
+}
+
+static enum MHD_Result send_response(struct MHD_Connection *conn, struct ctl_response *r)
+{
+    const char *body = r->body ? r->body : "";
+    struct MHD_Response *m =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!m)
+        return MHD_NO;
+    MHD_add_response_header(m, "Content-Type",
+                            r->content_type ? r->content_type : "application/json");
+    enum MHD_Result ok = MHD_queue_response(conn, (unsigned)r->status, m);
+    MHD_destroy_response(m);
+    return ok;
+}
+
+static enum MHD_Result dispatch(struct ctl_server *s, struct MHD_Connection *conn,
+                                const char *method, const char *url, struct upload *up)
+{
+    struct ctl_response resp = {.status = 200};
+    bool path_known = false;
+    struct ctl_request req = {
+        .method = method,
+        .path = url,
+        .body = up->buf ? up->buf : "",
+        .body_len = up->len,
+        .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
+    };
+    if (up->too_large) {
+        ctl_error(&resp, 413, "request body larger than 1 MiB");
+    } else {
+        const struct ctl_route *hit = NULL;
+        for (size_t i = 0; i < s->nroutes && !hit; i++) {
+            if (strcmp(s->routes[i].path, url) != 0)
+                continue;
+            path_known = true;
+            if (strcmp(s->routes[i].method, method) == 0)
+                hit = &s->routes[i];
+        }
+        if (hit)
+            hit->handler(s->ctx, &req, &resp);
+        else if (path_known)
+            ctl_error(&resp, 405, "method not allowed");
+        else
+            ctl_error(&resp, 404, "not found");
+    }
+    enum MHD_Result ok = send_response(conn, &resp);
+    free(resp.body);
+    return ok;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *data,
+                                  size_t *data_size, void **con_cls)
+{
+    struct ctl_server *s = cls;
+    struct upload *up = *con_cls;
+    (void)version;
+    if (!up) {
+        /* first call: headers only */
+        up = calloc(1, sizeof *up);
+        if (!up)
+            return MHD_NO;
+        *con_cls = up;
+        return MHD_YES;
+    }
+    if (*data_size) {
+        if (!up->too_large && up->len + *data_size <= CTL_MAX_BODY) {
+            char *grown = realloc(up->buf, up->len + *data_size + 1);
+            if (!grown)
+                return MHD_NO;
+            memcpy(grown + up->len, data, *data_size);
+            up->buf = grown;
+            up->len += *data_size;
+            up->buf[up->len] = '\0';
+        } else {
+            up->too_large = true;
+        }
+        *data_size = 0;
+        return MHD_YES;
+    }
+    return dispatch(s, conn, method, url, up);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct upload *up = *con_cls;
+    (void)cls, (void)conn, (void)toe;
+    if (up) {
+        free(up->buf);
+        free(up);
+        *con_cls = NULL;
+    }
+}
+
+static int resolve(const char *host, unsigned port, struct sockaddr_storage *ss, char *err,
+                   size_t errlen)
+{
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    char service[16];
+    snprintf(service, sizeof service, "%u", port);
+    int rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, errlen, "cannot resolve --host %s: %s", host, gai_strerror(rc));
+        return -EINVAL;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+struct ctl_server *ctl_server_start(const char *host, unsigned port, const struct ctl_route *routes,
+                                    size_t nroutes, void *ctx, char *err, size_t errlen)
+{
+    struct sockaddr_storage addr;
+    if (resolve(host, port, &addr, err, errlen) != 0)
+        return NULL;
+    struct ctl_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->routes = routes;
+    s->nroutes = nroutes;
+    s->ctx = ctx;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    if (addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    s->daemon =
+        MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+                         (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, 4u,
+                         MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_NOTIFY_COMPLETED,
+                         on_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+    if (!s->daemon) {
+        snprintf(err, errlen, "cannot listen on %s:%u: %s", host, port, strerror(errno));
+        free(s);
+        return NULL;
+    }
+    cm_info("http", "listening on %s:%u", host, port);
+    return s;
+}
+
+void ctl_server_stop(struct ctl_server *s)
+{
+    if (!s)
+        return;
+    /* stop accepting, then let the pool finish what is in flight */
+    MHD_quiesce_daemon(s->daemon);
+    MHD_stop_daemon(s->daemon);
+    free(s);
+}

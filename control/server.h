@@ -1,0 +1,49 @@
+/* server.h - the HTTP control plane's server: libmicrohttpd, a routing table, AIBrix errors.
+ *
+ * Handlers receive the whole request (the body is collected first, bounded at 1 MiB; larger
+ * bodies are answered 413 before any handler runs) and fill a response. Errors anywhere use
+ * AIBrix's body {"object":"error","message":...,"type":...,"param":null,"code":N}. */
+#ifndef CTL_SERVER_H
+#define CTL_SERVER_H
+
+#include <stddef.h>
+
+#define CTL_MAX_BODY (1u << 20)
+
+struct ctl_request {
+    const char *method;
+    const char *path;
+    const char *body; /* NUL-terminated, may be "" */
+    size_t body_len;
+    const char *authorization; /* the Authorization header, or NULL */
+};
+
+struct ctl_response {
+    int status;
+    char *body;               /* owned (malloc); the server frees it */
+    const char *content_type; /* static string; NULL = application/json */
+};
+
+typedef void (*ctl_handler_fn)(void *ctx, const struct ctl_request *req, struct ctl_response *resp);
+
+struct ctl_route {
+    const char *method;
+    const char *path;
+    ctl_handler_fn handler;
+};
+
+struct ctl_server;
+
+/* Serve routes on host:port with a small thread pool. routes must outlive the server.
+ * NULL with err set on failure. */
+struct ctl_server *ctl_server_start(const char *host, unsigned port, const struct ctl_route *routes,
+                                    size_t nroutes, void *ctx, char *err, size_t errlen);
+/* Stop accepting, finish in-flight requests, free. */
+void ctl_server_stop(struct ctl_server *s);
+
+/* Fill resp with an AIBrix error body; message is copied (and JSON-escaped). */
+void ctl_error(struct ctl_response *resp, int status, const char *message);
+/* Fill resp with a JSON text (copied). */
+void ctl_json(struct ctl_response *resp, int status, const char *json);
+
+#endif
