@@ -108,9 +108,14 @@ CONTENDERS = [
               _aria2_argv_with(lambda ctx: aria2_jobs(ctx, ctx.conns)), _in_outdir,
               prepare=_aria2_prepare, baseline=True),
     Contender("aria2c -j5", {"aria2c": "aria2"},
-              "the same with aria2c's default -j5, as people run it (up to 5 files at "
-              "once, so more connections than the others get when files are small)",
+              "the same with aria2c's default -j5, as people run it: up to 5 files at "
+              "once, so more connections than aibrix_download gets (see the table)",
               _aria2_argv_with(lambda ctx: 5), _in_outdir, prepare=_aria2_prepare),
+    Contender("aria2c -j16", {"aria2c": "aria2"},
+              "the same with -j16: up to 16 files at once, each with its own "
+              "connections, so far more connections than the others (see the table): an "
+              "upper bound, not a like-for-like row",
+              _aria2_argv_with(lambda ctx: 16), _in_outdir, prepare=_aria2_prepare),
     Contender("aibrix_download", {},
               "`aibrix_download --model-uri hf://ORG/NAME --local-dir DIR` with "
               "HF_ENDPOINT at the origin, DOWNLOADER_NUM_THREADS={conns}, "

@@ -14,11 +14,12 @@ stored next to the model and served as static JSON. The model itself comes from
 tests/fakes/modelgen.py and is cached per (size, seed) because generating 1 GiB costs seconds
 and the bytes are deterministic anyway.
 
-Model:  prepare_model(cache_root, size_bytes, seed) -> Model
+Model:  prepare_model(cache_root, size_bytes, seed, shards=None) -> Model
 Origin: with Origin(model, rate, workdir) as o: o.base_url, o.mark(), o.requests_since(mark),
         o.cpu_seconds()
 """
 
+import ctypes
 import fnmatch
 import hashlib
 import json
@@ -99,10 +100,11 @@ def _tree_json(root, files):
     return entries
 
 
-def prepare_model(cache_root, size_bytes, seed, log=print):
-    """Generate (or reuse) the model for (size, seed) under cache_root. Built in a temp
-    sibling and renamed into place, so a half-generated model is never reused."""
-    key = "model-%d-s%d" % (size_bytes, seed)
+def prepare_model(cache_root, size_bytes, seed, shards=None, log=print):
+    """Generate (or reuse) the model for (size, seed, shards) under cache_root; shards=None
+    is modelgen's default (32 MiB shards). Built in a temp sibling and renamed into place,
+    so a half-generated model is never reused."""
+    key = "model-%d-s%d" % (size_bytes, seed) + ("-%dsh" % shards if shards else "")
     base = os.path.join(cache_root, key)
     meta_path = os.path.join(base, "meta.json")
     if os.path.exists(meta_path):
@@ -112,14 +114,15 @@ def prepare_model(cache_root, size_bytes, seed, log=print):
     tmp = "%s.tmp-%d" % (base, os.getpid())
     shutil.rmtree(tmp, ignore_errors=True)
     log("bench: generating a %.0f MiB model (seed %d) in %s" % (size_bytes / MiB, seed, base))
-    out = subprocess.run([sys.executable, MODELGEN, os.path.join(tmp, "repo"), "--size",
-                          str(size_bytes), "--seed", str(seed)],
-                         check=True, stdout=subprocess.PIPE).stdout
+    argv = [sys.executable, MODELGEN, os.path.join(tmp, "repo"), "--size", str(size_bytes),
+            "--seed", str(seed)] + (["--shards", str(shards)] if shards else [])
+    out = subprocess.run(argv, check=True, stdout=subprocess.PIPE).stdout
     files = json.loads(out)
     tree = _tree_json(os.path.join(tmp, "repo"), files)
     tree_bytes = json.dumps(tree, separators=(",", ":")).encode()
     commit = hashlib.sha1(tree_bytes).hexdigest()
-    meta = {"files": files, "repo": "%s/fake-llama-%dm-s%d" % (ORG, size_bytes // MiB, seed),
+    meta = {"files": files, "repo": "%s/fake-llama-%dm-s%d%s" % (
+                ORG, size_bytes // MiB, seed, "-%dsh" % shards if shards else ""),
             "commit": commit, "size": size_bytes, "seed": seed}
     os.makedirs(os.path.join(tmp, "api"))
     with open(os.path.join(tmp, "api", "tree.json"), "wb") as f:
@@ -191,6 +194,14 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _die_with_parent():
+    """nginx's master gets SIGTERM (a fast shutdown) if the bench dies without cleaning up."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _proc_cpu_ticks(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -224,7 +235,8 @@ class Origin:
                                           repo=self.model.repo, commit=self.model.commit,
                                           api=self.model.api, root=self.model.root))
             self.proc = subprocess.Popen(["nginx", "-p", self.work, "-c", conf, "-e",
-                                          os.path.join(self.work, "error.log")])
+                                          os.path.join(self.work, "error.log")],
+                                         preexec_fn=_die_with_parent)
             if self._wait_ready():
                 return self
             self.__exit__(None, None, None)
@@ -297,10 +309,11 @@ class Origin:
             sent += nbytes
             if not status.startswith("2"):
                 bad[status] = bad.get(status, 0) + 1
-            events.append((end - dur, 1))
-            events.append((end, -1))
+            # whole milliseconds, as logged: back-to-back requests must not overlap
+            events.append((round((end - dur) * 1000), 1))
+            events.append((round(end * 1000), -1))
         peak = cur = 0
-        for _, d in sorted(events, key=lambda e: (e[0], e[1])):  # ends before starts on ties
+        for _, d in sorted(events):  # on a tie the end (-1) sorts before the start
             cur += d
             peak = max(peak, cur)
         return {"requests": len(lines), "connections": len(conns), "peak_inflight": peak,

@@ -1,18 +1,35 @@
-"""Shared plumbing for the fake servers in this folder (fake_hf.py, fake_tos.py).
+"""Shared plumbing for the servers in this folder (fake_hf.py, fake_tos.py,
+s3_sigv4_proxy.py).
 
-Why: both fakes need the same HTTP/1.1 keep-alive server, byte-range serving,
-test-driven fault injection (status / 429 / truncate / corrupt / reset / delay /
-rate / stall) and request statistics, controlled over plain HTTP at
-`/__fake/control`, `/__fake/stats`, `/__fake/reset`. Standard library only.
+Why: they all need the same HTTP/1.1 keep-alive server, byte-range serving,
+SigV4-shaped signature recomputation, test-driven fault injection (status /
+429 / truncate / corrupt / reset / delay / rate / stall) and request
+statistics, controlled over plain HTTP. Standard library only.
+
+Control plane (unsigned, on every listener):
+  POST /__fake/control  JSON: {"faults": [rule...]} replaces the rules,
+                        {"add_faults": [...]} appends, other keys are the
+                        server's own settings (see each server's docstring)
+  GET  /__fake/stats    {"requests": {kind: n}, "requests_total", "status": {code: n},
+                         "bytes_total", "bytes_by_path": {key: n} (body bytes of
+                         file/object content actually sent), "faults_fired",
+                         "faults_by_match", "faults_pending", "connections" (TCP
+                         connections that made a request), "inflight_max",
+                         "log": [{t, method, path, host, kind, key, status, range,
+                                  auth (Authorization present?), bytes, fault, conn}]}
+  POST /__fake/reset    clear rules, statistics and settings (back to the flags)
 
 Fault rule (a JSON object in the list given to `/__fake/control` as "faults"):
     match     route kind(s) it applies to: a string or list; "any" matches all.
               fake_hf kinds: revision, tree, paths-info, model, resolve, cdn
                              ("api" = revision|tree|paths-info|model)
               fake_tos kinds: list, get, head, bucket ("object" = get|head)
+              s3_sigv4_proxy kinds: service, list, bucket, get, head, put,
+                             delete ("object" = get|head)
     path      optional fnmatch pattern ('*' crosses '/') on the request's key:
               the file path relative to the fake's root ("org/name/config.json",
               "bucket/models/a.bin"), or "org/name" / "bucket" for API routes
+              (the same keys as stats' bytes_by_path)
     method    optional HTTP method ("GET", "HEAD", ...)
     skip      let this many matching requests pass first (default 0)
     count     how many times it fires (default 1; -1 = forever)
@@ -295,26 +312,34 @@ class FakeHandler(BaseHTTPRequestHandler):
             "conn": self.conn_id,
         }
         self._fault = None
-        self._sent_status = None
+        self._counted = False
         with self.state.lock:
             self.state.inflight += 1
             self.state.inflight_max = max(self.state.inflight_max, self.state.inflight)
 
+    def _count(self, kind):
+        """Count a request as soon as its kind is known (before it is answered),
+        so a test that saw the answer always sees it in the statistics."""
+        with self.state.lock:
+            if not self._conn_counted:
+                self._conn_counted = True
+                self.state.connections += 1
+            self.state.requests[kind] = self.state.requests.get(kind, 0) + 1
+            self.state.requests_total += 1
+            if len(self.state.log) < LOG_CAP:
+                self.state.log.append(self._rec)  # status/bytes are filled in as it proceeds
+        self._counted = True
+
     def _end(self):
         rec = self._rec
+        if rec["kind"] != "control" and not self._counted:
+            rec["kind"] = rec["kind"] or "other"
+            self._count(rec["kind"])
         with self.state.lock:
             self.state.inflight -= 1
             if rec["kind"] != "control":
-                if not self._conn_counted:
-                    self._conn_counted = True
-                    self.state.connections += 1
-                kind = rec["kind"] or "other"
-                self.state.requests[kind] = self.state.requests.get(kind, 0) + 1
-                self.state.requests_total += 1
                 st = str(rec["status"])
                 self.state.status[st] = self.state.status.get(st, 0) + 1
-                if len(self.state.log) < LOG_CAP:
-                    self.state.log.append(rec)
 
     def _dispatch(self):
         if self.path.startswith(("http://", "https://")):
@@ -344,6 +369,7 @@ class FakeHandler(BaseHTTPRequestHandler):
         self._rec["key"] = key
         if kind == "control":
             return False
+        self._count(kind)
         f = self.state.take_fault(kind, self.command, key, self.KIND_ALIASES)
         self._fault = f
         if not f:
@@ -448,7 +474,7 @@ class FakeHandler(BaseHTTPRequestHandler):
         stall = float(f["stall"]) if f.get("stall") else None
         stall_after = int(f.get("stall_after") or 0)
         sent = 0
-        chunk = CHUNK if not rate else max(1024, min(CHUNK, int(rate / 20) or 1024))
+        chunk = CHUNK if not rate else max(1, min(CHUNK, int(rate / 20)))
         t0 = time.monotonic()
         while sent < limit:
             if stall is not None and sent >= stall_after:
@@ -464,14 +490,15 @@ class FakeHandler(BaseHTTPRequestHandler):
                 b = bytearray(buf)
                 b[corrupt_at - sent] ^= 0xFF
                 buf = bytes(b)
-            self.wfile.write(buf)
-            sent += len(buf)
-            self._rec["bytes"] = sent
-            self.state.add_bytes(stats_key, len(buf))
-            if rate:
-                ahead = sent / rate - (time.monotonic() - t0)
+            if rate:  # wait until these bytes are due
+                ahead = (sent + len(buf)) / rate - (time.monotonic() - t0)
                 if ahead > 0:
                     time.sleep(ahead)
+            # counted before the write, so a client that has the bytes sees them counted
+            self._rec["bytes"] = sent + len(buf)
+            self.state.add_bytes(stats_key, len(buf))
+            self.wfile.write(buf)
+            sent += len(buf)
         if sent < length:
             # truncated on purpose (or the source ran dry): the client must see
             # a short body, so the connection cannot be reused

@@ -16,8 +16,10 @@ Fixtures:
                        .add_repo() .add_revision() .control() .faults() .stats() .reset() .env()
   tos_server           fake TOS (TOSServer): .url .endpoint .host .port .root .ak .sk .region
                        .add_bucket() .put_tree() .control() .faults() .stats() .reset() .env()
-  s3_server            s3rver (S3Server): .endpoint .ak .sk .region .bucket .client()
-                       .create_bucket() .upload_tree() .env()
+  s3_server            s3rver behind a SigV4-checking proxy (S3Server): .endpoint (the proxy:
+                       clients use this) .proxy_port .port/.upstream (s3rver itself, unchecked)
+                       .ak .sk .region .bucket .client() .create_bucket() .upload_tree()
+                       .control() .faults() .stats() .reset() .env()
   run_node             callable(script, cfg) -> JSON: runs a Node script from tests/
 """
 
@@ -354,44 +356,70 @@ def _s3rver_js():
     return node, js
 
 
-class S3Server:
+class S3Server(_FakeControl):
+    """s3rver behind s3_sigv4_proxy.py: `endpoint` is the proxy, which checks every
+    SigV4 signature (s3rver itself does not) and offers faults/stats like the fakes."""
+
     ak = "S3RVER"
     sk = "S3RVER"
     region = "us-east-1"
     bucket = "models"
 
-    def __init__(self, proc, port, directory):
-        self.proc = proc
-        self.port = port
+    def __init__(self, s3rver, s3rver_port, proxy, proxy_port, directory):
+        self.proc = proxy
+        self.s3rver_proc = s3rver
+        self.port = s3rver_port  # s3rver itself (no signature checks)
+        self.upstream = "http://127.0.0.1:%d" % s3rver_port
+        self.proxy_port = proxy_port
+        self.endpoint = self.url = "http://127.0.0.1:%d" % proxy_port  # what clients should use
         self.directory = Path(directory)
-        self.endpoint = "http://127.0.0.1:%d" % port
         self._client = None
 
-    def client(self):
-        """A boto3 S3 client (path-style) for this server."""
+    def client(self, **kw):
+        """A boto3 S3 client (path-style, no retries) for this server; kw override
+        aws_secret_access_key / aws_access_key_id / region_name / endpoint_url."""
+        import boto3
+        from botocore.config import Config
+        args = dict(endpoint_url=self.endpoint, aws_access_key_id=self.ak, aws_secret_access_key=self.sk,
+                    region_name=self.region)
+        args.update(kw)
+        cfg = Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1})
+        if kw:
+            return boto3.client("s3", config=cfg, **args)
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-            self._client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.ak,
-                                        aws_secret_access_key=self.sk, region_name=self.region,
-                                        config=Config(s3={"addressing_style": "path"},
-                                                      retries={"max_attempts": 1}))
+            self._client = boto3.client("s3", config=cfg, **args)
         return self._client
 
     def create_bucket(self, name):
         self.client().create_bucket(Bucket=name)
 
     def upload_tree(self, src, bucket=None, prefix=""):
-        """Upload every file of a local tree under bucket/prefix; returns the keys."""
+        """Upload every file of a local tree under bucket/prefix; returns the keys.
+        Returns only once s3rver lists every object at its full size: s3rver's
+        putObject resolves when it has hashed the body, not when its file
+        write has finished, so an immediate list or GET could see a short object."""
         bucket = bucket or self.bucket
         src = Path(src)
-        keys = []
+        want = {}
         for p in sorted(src.rglob("*")):
             if p.is_file():
                 key = "/".join(x for x in (prefix.strip("/"), p.relative_to(src).as_posix()) if x)
                 self.client().upload_file(str(p), bucket, key)
-                keys.append(key)
-        return keys
+                want[key] = p.stat().st_size
+        direct = self.client(endpoint_url=self.upstream)  # keeps the proxy's stats clean
+        deadline = time.monotonic() + 30
+        delay = 0.01
+        while True:
+            seen = {}
+            for page in direct.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.strip("/")):
+                seen.update({o["Key"]: o["Size"] for o in page.get("Contents", [])})
+            if all(seen.get(k) == n for k, n in want.items()):
+                return list(want)
+            if time.monotonic() > deadline:
+                raise AssertionError("s3rver never showed complete objects: %r"
+                                     % {k: (seen.get(k), n) for k, n in want.items() if seen.get(k) != n})
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     def env(self):
         return {"AWS_ENDPOINT_URL_S3": self.endpoint, "AWS_ACCESS_KEY_ID": self.ak,
@@ -400,23 +428,30 @@ class S3Server:
 
 @pytest.fixture
 def s3_server(tmp_path):
-    """s3rver on a free port with bucket `models` created (S3Server.bucket)."""
+    """s3rver on a free port with bucket `models` (S3Server.bucket), fronted by the
+    SigV4-checking proxy; S3Server.endpoint is the proxy."""
     node, js = _s3rver_js()
     data = tmp_path / "s3rver"
     data.mkdir()
     # s3rver encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only
     # has in its legacy provider: without this flag every list request is a 500.
-    proc = ServerProcess([node, "--openssl-legacy-provider", js, "-d", data, "-p", 0, "-a", "127.0.0.1",
-                          "--configure-bucket", S3Server.bucket],
-                         tmp_path / "s3rver.log")
+    s3rver = ServerProcess([node, "--openssl-legacy-provider", js, "-d", data, "-p", 0, "-a", "127.0.0.1",
+                            "--configure-bucket", S3Server.bucket], tmp_path / "s3rver.log")
+    proxy = None
     try:
-        line = proc.wait_line("S3rver listening on ")
-        port = int(line.rsplit(":", 1)[1])
-        srv = S3Server(proc, port, data)
-        wait_http(srv.endpoint + "/", proc=proc)
+        s3port = int(s3rver.wait_line("S3rver listening on ").rsplit(":", 1)[1])
+        proxy = ServerProcess([PYTHON, FAKES_DIR / "s3_sigv4_proxy.py", "--upstream", "http://127.0.0.1:%d" % s3port,
+                               "--port", 0, "--ak", S3Server.ak, "--sk", S3Server.sk, "--region", S3Server.region],
+                              tmp_path / "s3_sigv4_proxy.log")
+        port = int(proxy.wait_line("READY ").split()[1])
+        srv = S3Server(s3rver, s3port, proxy, port, data)
+        wait_http(srv.upstream + "/", proc=s3rver)
+        wait_http(srv.url + "/__fake/stats", proc=proxy)
         yield srv
     finally:
-        proc.stop()
+        if proxy is not None:
+            proxy.stop()
+        s3rver.stop()
 
 
 def node_json(script, cfg, timeout=120):

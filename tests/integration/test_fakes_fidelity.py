@@ -12,7 +12,6 @@ checked to do what they say.
 import hashlib
 import http.client
 import json
-import socket
 import sys
 import time
 import urllib.error
@@ -260,6 +259,21 @@ def test_hf_errors_and_fault_injection(hf_hub, model_tree):
     with pytest.raises((ConnectionError, http.client.RemoteDisconnected, urllib.error.URLError)):
         get(u + "/api/models/%s/revision/main" % REPO)
 
+    # skip + delay: the 2nd matching request waits; rate: the body trickles
+    hf_hub.reset()
+    hf_hub.faults({"match": "resolve", "skip": 1, "delay": 0.3})
+    get(cfg)
+    t1 = time.monotonic()
+    get(cfg)
+    t2 = time.monotonic()
+    hf_hub.faults({"match": "resolve", "rate": 2000})
+    assert get(cfg)[2] == good
+    t3 = time.monotonic()
+    assert t2 - t1 >= 0.3 and t3 - t2 >= size / 2000 * 0.8
+    log = hf_hub.stats()["log"]
+    assert [r["fault"] is not None for r in log] == [False, True, True]
+    assert hf_hub.stats()["faults_fired"] == 2
+
     # keep-alive: several requests on one connection; stats count them
     hf_hub.reset()
     c = http.client.HTTPConnection("127.0.0.1", hf_hub.port, timeout=10)
@@ -374,10 +388,35 @@ def test_tos_fault_injection(tos_server, model_tree):
 
 
 # ---------------------------------------------------------------------------
-# s3rver vs boto3 (the S3 server used for s3:// tests checks signatures)
+# s3rver (+ the SigV4-checking front) vs boto3
 
-def test_s3rver_with_boto3_lists_and_ranged_gets(s3_server, model_tree):
-    keys = s3_server.upload_tree(model_tree.path, prefix="llm/fake")
+def test_sigv4_verifier_matches_published_vectors():
+    import fakecommon
+    import s3_sigv4_proxy as proxy
+    empty = hashlib.sha256(b"").hexdigest()
+    sig, _, _ = fakecommon.v4_signature(
+        "AWS4-HMAC-SHA256", b"AWS4wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "aws4_request", "service",
+        "us-east-1", "20150830T123600Z", "GET", "/", "",
+        {"host": "example.amazonaws.com", "x-amz-date": "20150830T123600Z"}, ["host", "x-amz-date"], empty)
+    assert sig == "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"  # get-vanilla
+    sk, dt = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "20130524T000000Z"
+    h = {"host": "examplebucket.s3.amazonaws.com", "range": "bytes=0-9", "x-amz-content-sha256": empty,
+         "x-amz-date": dt}
+    assert proxy.s3_signature(sk, "us-east-1", dt, "GET", "/test.txt", "", h, sorted(h), empty)[0] == \
+        "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+    del h["range"]
+    assert proxy.s3_signature(sk, "us-east-1", dt, "GET", "/", fakecommon.canonical_query("max-keys=2&prefix=J"),
+                              h, sorted(h), empty)[0] == \
+        "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"
+    h["host"] = "127.0.0.1:9000"
+    assert proxy.s3_signature(sk, "us-east-1", dt, "GET", fakecommon.canonical_uri("/models/dir%20a/w%2Bb.bin"),
+                              "", h, sorted(h), empty)[0] == \
+        "196f6ae0ef4a836ae1acf274a27d4ec0abc754f2590573b9893758ae2af189a6"
+
+
+def test_s3rver_with_boto3_lists_and_ranged_gets(s3_server, model_tree_factory):
+    tree = model_tree_factory(size="3M", seed=9, odd_names=True)
+    keys = s3_server.upload_tree(tree.path, prefix="llm/fake")  # PUTs pass the signature check
     s3 = s3_server.client()
     seen = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=s3_server.bucket, Prefix="llm/",
@@ -385,19 +424,50 @@ def test_s3rver_with_boto3_lists_and_ranged_gets(s3_server, model_tree):
         seen += [(o["Key"], o["Size"], o["ETag"]) for o in page.get("Contents", [])]
     assert [k for k, _, _ in seen] == sorted(keys)
     for k, size, etag in seen:
-        p = model_tree.path / k[len("llm/fake/"):]
+        p = tree.path / k[len("llm/fake/"):]
         assert size == p.stat().st_size and etag == '"%s"' % hashlib.md5(p.read_bytes()).hexdigest()
-    data = (model_tree.path / "model.safetensors").read_bytes()
+    data = (tree.path / "model.safetensors").read_bytes()
     r = s3.get_object(Bucket=s3_server.bucket, Key="llm/fake/model.safetensors", Range="bytes=100-65635")
     assert r["ResponseMetadata"]["HTTPStatusCode"] == 206 and r["Body"].read() == data[100:65636]
     assert r["ContentRange"] == "bytes 100-65635/%d" % len(data)
+    odd = "llm/fake/extra/dir a/w+b c.txt"
+    assert s3.get_object(Bucket=s3_server.bucket, Key=odd)["Body"].read() == (tree.path / odd[9:]).read_bytes()
+    st = s3_server.stats()
+    assert st["requests"]["put"] == len(keys) and st["requests"]["list"] >= len(keys) // 2
+    assert st["bytes_by_path"]["models/llm/fake/model.safetensors"] == 65536
 
-    import boto3
+    # the signature is really checked (s3rver alone would accept all of these)
     import botocore.exceptions
+    for kw, code in (({"aws_secret_access_key": "WRONG"}, "SignatureDoesNotMatch"),
+                     ({"aws_access_key_id": "NOBODY"}, "InvalidAccessKeyId"),
+                     ({"region_name": "eu-west-1"}, "AuthorizationHeaderMalformed")):
+        with pytest.raises(botocore.exceptions.ClientError) as ei:
+            s3_server.client(**kw).list_objects_v2(Bucket=s3_server.bucket)
+        assert ei.value.response["Error"]["Code"] == code
+    assert get(s3_server.endpoint + "/models/llm/fake/config.json")[0] == 403  # unsigned
+    assert get(s3_server.upstream + "/models/llm/fake/config.json")[0] == 200  # ...which s3rver allows
     from botocore.config import Config
-    bad = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id=s3_server.ak,
-                       aws_secret_access_key="WRONG", region_name=s3_server.region,
-                       config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+    import boto3
+    presigner = boto3.client("s3", endpoint_url=s3_server.endpoint, aws_access_key_id=s3_server.ak,
+                             aws_secret_access_key=s3_server.sk, region_name=s3_server.region,
+                             config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+    url = presigner.generate_presigned_url("get_object", Params={"Bucket": s3_server.bucket,
+                                                                "Key": "llm/fake/config.json"})
+    assert "X-Amz-Signature=" in url
+    st, _, body = get(url)
+    assert st == 200 and body == (tree.path / "config.json").read_bytes()
+    st, _, body = get(url.replace("X-Amz-Expires=", "X-Amz-Expires=1"))
+    assert st == 403 and b"SignatureDoesNotMatch" in body
+
+    s3_server.control(anonymous=True)  # a public-read bucket: unsigned passes, bad signatures still fail
+    assert get(s3_server.endpoint + "/models/llm/fake/config.json")[0] == 200
+    with pytest.raises(botocore.exceptions.ClientError):
+        s3_server.client(aws_secret_access_key="WRONG").list_objects_v2(Bucket=s3_server.bucket)
+    s3_server.reset()
+
+    # faults work for S3 as for the fakes (e.g. S3's throttling answer)
+    s3_server.faults({"match": "get", "status": 503, "count": 1})
     with pytest.raises(botocore.exceptions.ClientError) as ei:
-        bad.list_objects_v2(Bucket=s3_server.bucket)
-    assert ei.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+        s3.get_object(Bucket=s3_server.bucket, Key="llm/fake/config.json")
+    assert ei.value.response["Error"]["Code"] == "SlowDown"
+    assert s3.get_object(Bucket=s3_server.bucket, Key="llm/fake/config.json")["Body"].read()
