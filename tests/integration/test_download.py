@@ -82,7 +82,7 @@ def make_origin(kind, request, tree):
         s3 = request.getfixturevalue("s3_server")
         s3.upload_tree(tree.path, prefix="models/tiny-llm")
         return Origin(kind, "s3://%s/models/tiny-llm/" % s3.bucket, s3.env(), tree.manifest, "tiny-llm",
-                      None, s3)
+                      lambda: sum(s3.stats()["bytes_by_path"].values()), s3)
     if kind == "tos":
         tos = request.getfixturevalue("tos_server")
         tos.put_tree("models", "llm/tiny-llm", tree.path)
