@@ -14,8 +14,11 @@ harnesses="fuzz_s3_xml fuzz_tos_json fuzz_hf_json fuzz_uri fuzz_promtext"
 if [ ! -f "$build/build.ninja" ]; then
     CC=clang meson setup "$build" "$root" -Dfuzz=true
 fi
-# shellcheck disable=SC2086 # word splitting of the harness list is intended
-meson compile -C "$build" $harnesses
+# ninja (not meson compile) so a harness added since the last setup regenerates the build
+targets=""
+for h in $harnesses; do targets="$targets tests/fuzz/$h"; done
+# shellcheck disable=SC2086 # word splitting of the target list is intended
+ninja -C "$build" $targets
 
 artifacts="$build/fuzz-artifacts"
 mkdir -p "$artifacts"
