@@ -28,6 +28,7 @@ struct dl_http {
     pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
     struct dl_http_policy policy;
     struct dl_http_stats stats;
+    atomic_bool cancelled;
 };
 
 struct dl_http_conn {
@@ -126,6 +127,16 @@ void dl_http_set_policy(struct dl_http *h, const struct dl_http_policy *p)
 struct dl_http_stats *dl_http_stats(struct dl_http *h)
 {
     return &h->stats;
+}
+
+void dl_http_cancel(struct dl_http *h)
+{
+    atomic_store(&h->cancelled, true);
+}
+
+static bool cancelled(const struct dl_http *h, const struct dl_http_req *req)
+{
+    return atomic_load(&h->cancelled) || (req->cancel && atomic_load(req->cancel));
 }
 
 struct dl_http_conn *dl_http_conn_new(struct dl_http *h)
@@ -391,7 +402,7 @@ static int on_progress(void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_o
 {
     const struct attempt *a = userp;
     (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-    return a->req->cancel && atomic_load(a->req->cancel) ? 1 : 0;
+    return cancelled(a->http, a->req) ? 1 : 0;
 }
 
 /* ---- the request loop -------------------------------------------------------------------- */
@@ -469,12 +480,12 @@ static bool backoff(struct dl_http_conn *c, const struct dl_http_req *req, unsig
         wait = hint < p->max_retry_after ? hint : p->max_retry_after;
     /* sleep in slices so a cancel is noticed quickly */
     for (double left = wait; left > 0; left -= 0.05) {
-        if (req->cancel && atomic_load(req->cancel))
+        if (cancelled(c->http, req))
             return false;
         struct timespec ts = {0, (long)((left < 0.05 ? left : 0.05) * 1e9)};
         nanosleep(&ts, NULL);
     }
-    return !(req->cancel && atomic_load(req->cancel));
+    return !cancelled(c->http, req);
 }
 
 /* Build the header list for an attempt at url. Credentials only when creds is true. */

@@ -51,6 +51,9 @@ void dl_http_free(struct dl_http *h);
 const struct dl_http_policy *dl_http_policy(const struct dl_http *h);
 void dl_http_set_policy(struct dl_http *h, const struct dl_http_policy *p);
 struct dl_http_stats *dl_http_stats(struct dl_http *h);
+/* Stop every transfer in flight on h, and fail every later request with DL_ERR_CANCELLED
+ * (shutdown). */
+void dl_http_cancel(struct dl_http *h);
 
 /* One connection (easy handle) for one thread at a time. */
 struct dl_http_conn *dl_http_conn_new(struct dl_http *h);
@@ -69,11 +72,11 @@ typedef int (*dl_http_sign_fn)(void *ctx, const char *method, const char *url,
 typedef int (*dl_http_sink_fn)(void *ctx, uint64_t off, const void *data, size_t len);
 
 struct dl_http_req {
-    const char *method;           /* NULL = "GET" */
+    const char *method; /* NULL = "GET" */
     const char *url;
-    const char *const *headers;   /* NULL-terminated "Name: value" list, or NULL; sent to the
-                                     first origin only */
-    const char *bearer;           /* Authorization: Bearer <token>; first origin only */
+    const char *const *headers; /* NULL-terminated "Name: value" list, or NULL; sent to the
+                                   first origin only */
+    const char *bearer;         /* Authorization: Bearer <token>; first origin only */
     dl_http_sign_fn sign;
     void *sign_ctx;
     const char *body; /* request body for POST/PUT, or NULL */
@@ -82,28 +85,28 @@ struct dl_http_req {
     uint64_t range_start, range_end;
     dl_http_sink_fn sink; /* NULL: the 2xx body is collected into resp->body */
     void *sink_ctx;
-    size_t max_body;          /* bound on collected bodies; 0 = 16 MiB */
-    bool no_retry;            /* one attempt only (probes such as IMDS) */
+    size_t max_body;           /* bound on collected bodies; 0 = 16 MiB */
+    bool no_retry;             /* one attempt only (probes such as IMDS) */
     const atomic_bool *cancel; /* when set and true, the request stops with DL_ERR_CANCELLED */
 };
 
 struct dl_http_resp {
-    long status;              /* final HTTP status (0 when no response arrived) */
-    char *body;               /* owned, NUL-terminated: the collected 2xx body, or the error
-                                 body of a failed request (bounded) */
+    long status; /* final HTTP status (0 when no response arrived) */
+    char *body;  /* owned, NUL-terminated: the collected 2xx body, or the error
+                    body of a failed request (bounded) */
     size_t body_len;
     unsigned attempts;
     /* response headers of interest, from the final response ("" when absent) */
     char etag[256];
-    char linked_etag[256];    /* X-Linked-Etag */
-    char repo_commit[64];     /* X-Repo-Commit */
-    char error_code[128];     /* X-Error-Code */
-    char link_next[2048];     /* the rel="next" URL of a Link header */
-    char crc64[32];           /* x-tos-hash-crc64ecma */
+    char linked_etag[256]; /* X-Linked-Etag */
+    char repo_commit[64];  /* X-Repo-Commit */
+    char error_code[128];  /* X-Error-Code */
+    char link_next[2048];  /* the rel="next" URL of a Link header */
+    char crc64[32];        /* x-tos-hash-crc64ecma */
     char last_modified[64];
-    int64_t linked_size;      /* X-Linked-Size, -1 when absent */
-    int64_t content_length;   /* -1 when absent */
-    int64_t total_size;       /* from Content-Range ".../total", -1 when absent */
+    int64_t linked_size;    /* X-Linked-Size, -1 when absent */
+    int64_t content_length; /* -1 when absent */
+    int64_t total_size;     /* from Content-Range ".../total", -1 when absent */
 };
 
 /* Run req to completion on c. resp is zeroed first; free it with dl_http_resp_free. On

@@ -539,6 +539,9 @@ int fs_object_ensure(struct fs_object *o, uint64_t off, uint64_t len, enum dl_pr
         }
         if (o->error != DL_OK)
             rc = -EIO;
+        /* the file is complete and being verified: a read now waits for the verdict, so a
+         * sequential reader never finishes a file whose digest does not match */
+        waiting |= o->verifying;
         if (rc || !waiting)
             break;
         if (__atomic_load_n(&c->cancelled, __ATOMIC_ACQUIRE)) {

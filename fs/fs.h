@@ -53,6 +53,10 @@ struct fs_config {
     uint64_t cache_max_bytes; /* 0: keep 10% of the cache filesystem free */
     uint64_t chunk_size;
     unsigned threads; /* connections of the fetch pool */
+    /* Called after every read with its latency in seconds (the metrics exporter's read
+     * histogram); NULL for none. Runs on FUSE threads: must not block. */
+    void (*on_read)(void *ctx, double seconds);
+    void *on_read_ctx;
 };
 
 struct fs;

@@ -16,6 +16,7 @@
 #define FS_ROOT_INO 1
 
 struct fs_mount;
+struct handle; /* an open file, see ops.c */
 
 struct fs_node {
     uint64_t ino;
@@ -64,6 +65,9 @@ struct fs {
     char mountpoint[4096];
     unsigned conn_id; /* minor of the mount's st_dev: its fusectl directory */
     _Atomic uint64_t read_bytes, read_ops;
+    pthread_mutex_t handles_lock;
+    struct handle *handles; /* every open file, so shutdown can free what the kernel never
+                               released */
 };
 
 /* Create a node under parent (NULL for the root) and register its inode. Caller holds
@@ -76,5 +80,7 @@ struct fs_node *fs_node_child(const struct fs_node *dir, const char *name);
 struct fs_node *fs_node_get(struct fs *fs, uint64_t ino);
 /* The file's cache object, created on first use. Returns NULL with err set on failure. */
 struct fs_object *fs_node_object(struct fs_node *n, char *err, size_t errlen);
+/* Free the handles of files still open when the FUSE session ended (ops.c). */
+void fs_free_handles(struct fs *fs);
 
 #endif

@@ -305,6 +305,7 @@ struct fs *fs_new(const struct fs_config *cfg, char *err, size_t errlen)
     snprintf(fs->cache_dir, sizeof fs->cache_dir, "%s", cfg->cache_dir);
     fs->cfg.cache_dir = fs->cache_dir;
     pthread_rwlock_init(&fs->lock, NULL);
+    pthread_mutex_init(&fs->handles_lock, NULL);
     fs->http = dl_http_new();
     fs->fetch = fs->http ? dl_fetch_new(fs->http, cfg->threads) : NULL;
     fs->cache = fs->fetch ? fs_cache_open(cfg->cache_dir, cfg->cache_max_bytes, cfg->chunk_size,
@@ -547,6 +548,8 @@ void fs_free(struct fs *fs)
     /* the workers may still complete chunks: stop them before objects go away */
     dl_fetch_free(fs->fetch);
     fs->fetch = NULL;
+    fs_free_handles(fs);
+    pthread_mutex_destroy(&fs->handles_lock);
     for (uint64_t i = 1; i < fs->nnodes; i++) {
         struct fs_node *n = fs->nodes[i];
         if (!n)

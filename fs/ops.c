@@ -16,8 +16,8 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/sysmacros.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -32,6 +32,7 @@
 
 /* Per open file: where a sequential reader will read next, and its read-ahead window. */
 struct handle {
+    struct handle *prev, *next; /* fs->handles */
     struct fs_node *node;
     struct fs_object *obj;
     uint64_t next_off;
@@ -144,6 +145,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     h->node = n;
     h->obj = o;
     h->window = READAHEAD_MIN;
+    pthread_mutex_lock(&fs->handles_lock);
+    h->next = fs->handles;
+    if (h->next)
+        h->next->prev = h;
+    fs->handles = h;
+    pthread_mutex_unlock(&fs->handles_lock);
     fs_object_open(o);
     if (n->mount->prefetch == FS_PREFETCH_OPEN)
         fs_object_prefetch(o, 0, n->size, DL_PRIO_OPEN);
@@ -167,8 +174,8 @@ static void read_ahead(struct handle *h, uint64_t off, uint64_t len)
     h->next_off = off + len;
 }
 
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                    struct fuse_file_info *fi)
+static void read_data(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                      struct fuse_file_info *fi)
 {
     struct fs *fs = fs_of(req);
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
@@ -196,11 +203,37 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
+/* read_data, timed for the metrics hook (fs_config.on_read). */
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    struct fs *fs = fs_of(req); /* req is gone once answered */
+    struct timespec t0, t1;
+    if (!fs->cfg.on_read) {
+        read_data(req, ino, size, off, fi);
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    read_data(req, ino, size, off, fi);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fs->cfg.on_read(fs->cfg.on_read_ctx,
+                    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+}
+
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    struct fs *fs = fs_of(req);
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
     (void)ino;
     if (h) {
+        pthread_mutex_lock(&fs->handles_lock);
+        if (h->prev)
+            h->prev->next = h->next;
+        else
+            fs->handles = h->next;
+        if (h->next)
+            h->next->prev = h->prev;
+        pthread_mutex_unlock(&fs->handles_lock);
         fs_object_release(h->obj);
         free(h);
     }
@@ -374,19 +407,43 @@ static const struct fuse_lowlevel_ops ops = {
 
 /* ---- serving ----------------------------------------------------------------------------- */
 
-/* A mount left by a crashed run answers "Transport endpoint is not connected": detach it. */
+/* A mount left by a crashed run answers "Transport endpoint is not connected". statfs is
+ * never answered from the kernel's attribute cache, so it tells even right after the crash.
+ * Mounts may be stacked by earlier failures: detach until none is dead. */
 static void clean_stale_mount(const char *mountpoint)
 {
-    struct stat st;
-    if (stat(mountpoint, &st) == 0 || errno != ENOTCONN)
-        return;
-    cm_warn("fs", "cleaning a stale mount on %s", mountpoint);
-    if (umount2(mountpoint, MNT_DETACH) != 0) {
-        char cmd[PATH_MAX + 64];
-        snprintf(cmd, sizeof cmd, "fusermount3 -u -z '%s' 2>/dev/null", mountpoint);
-        if (system(cmd) != 0)
-            cm_error("fs", "cannot clean the stale mount on %s", mountpoint);
+    struct statfs sf;
+    for (int i = 0; i < 8 && statfs(mountpoint, &sf) != 0 && errno == ENOTCONN; i++) {
+        cm_warn("fs", "cleaning a stale mount on %s", mountpoint);
+        if (umount2(mountpoint, MNT_DETACH) != 0) {
+            char cmd[PATH_MAX + 64];
+            snprintf(cmd, sizeof cmd, "fusermount3 -u -z '%s' 2>/dev/null", mountpoint);
+            if (system(cmd) != 0) {
+                cm_error("fs", "cannot clean the stale mount on %s", mountpoint);
+                return;
+            }
+        }
     }
+}
+
+/* The minor device number of the newest mount on mountpoint, from /proc/self/mountinfo (not
+ * from stat, which would ask our own, possibly not yet answering, filesystem). */
+static unsigned mount_minor(const char *mountpoint)
+{
+    char line[8192], real[PATH_MAX];
+    unsigned found = 0;
+    if (!realpath(mountpoint, real))
+        snprintf(real, sizeof real, "%s", mountpoint);
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned maj, min;
+        char mp[PATH_MAX];
+        if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &maj, &min, mp) == 3 && strcmp(mp, real) == 0)
+            found = min;
+    }
+    if (f)
+        fclose(f);
+    return found;
 }
 
 static void *loop_main(void *arg)
@@ -416,6 +473,7 @@ int fs_serve(struct fs *fs, const char *mountpoint, char *err, size_t errlen)
         return rc;
     }
     fs->se = fuse_session_new(&args, &ops, sizeof ops, fs);
+    fuse_opt_free_args(&args); /* libfuse may have grown the argument list */
     if (!fs->se) {
         snprintf(err, errlen, "cannot create the FUSE session");
         return -EIO;
@@ -438,9 +496,7 @@ int fs_serve(struct fs *fs, const char *mountpoint, char *err, size_t errlen)
         return -EIO;
     }
     fs->serving = true;
-    struct stat st;
-    if (stat(mountpoint, &st) == 0)
-        fs->conn_id = minor(st.st_dev);
+    fs->conn_id = mount_minor(mountpoint);
     cm_info("fs", "serving %s", mountpoint);
     return 0;
 }
@@ -476,6 +532,7 @@ void fs_shutdown(struct fs *fs)
     /* readers blocked on fetches answer EINTR now */
     fs_cache_cancel(fs->cache);
     dl_fetch_cancel(fs->fetch);
+    dl_http_cancel(fs->http);
     if (!fs->serving)
         return;
     fuse_session_exit(fs->se);
@@ -494,4 +551,15 @@ void fs_shutdown(struct fs *fs)
     fs->se = NULL;
     fs->serving = false;
     cm_info("fs", "unmounted %s", fs->mountpoint);
+}
+
+void fs_free_handles(struct fs *fs)
+{
+    pthread_mutex_lock(&fs->handles_lock);
+    for (struct handle *h = fs->handles, *next; h; h = next) {
+        next = h->next;
+        free(h);
+    }
+    fs->handles = NULL;
+    pthread_mutex_unlock(&fs->handles_lock);
 }
