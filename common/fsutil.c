@@ -87,6 +87,21 @@ ssize_t cm_read_file(const char *path, char *buf, size_t max)
     return (ssize_t)got;
 }
 
+int cm_pwrite_all(int fd, const void *data, size_t len, uint64_t off)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n, off += (uint64_t)n, len -= (size_t)n;
+    }
+    return 0;
+}
+
 void cm_format_bytes(double bytes, char *out, size_t outlen)
 {
     static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

@@ -124,17 +124,7 @@ static int open_part(struct file_task *t, uint64_t chunk)
 static int sink_pwrite(void *ctx, uint64_t off, const void *data, size_t len)
 {
     struct file_task *t = ctx;
-    const char *p = data;
-    while (len) {
-        ssize_t n = pwrite(t->fd, p, len, (off_t)off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n, off += (uint64_t)n, len -= (size_t)n;
-    }
-    return 0;
+    return cm_pwrite_all(t->fd, data, len, off);
 }
 
 static void chunk_done(struct dl_fetch_job *job, enum dl_status st, const char *err)

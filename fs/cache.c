@@ -333,17 +333,7 @@ static void evict(struct fs_cache *c)
 static int sink_pwrite(void *ctx, uint64_t off, const void *data, size_t len)
 {
     struct fs_object *o = ctx;
-    const char *p = data;
-    while (len) {
-        ssize_t n = pwrite(o->fd, p, len, (off_t)off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n, off += (uint64_t)n, len -= (size_t)n;
-    }
-    return 0;
+    return cm_pwrite_all(o->fd, data, len, off);
 }
 
 static void chunk_done(struct dl_fetch_job *job, enum dl_status st, const char *err);
