@@ -8,11 +8,23 @@
 
 #include "../common/env.h"
 #include "../common/log.h"
+#include "auth.h"
+#include "control.h"
 
 static const struct ctl_route routes[] = {
     {"GET", "/healthz", rt_route_healthz},
     {"GET", "/ready", rt_route_ready},
     {"GET", "/readyz", rt_route_ready},
+    {"GET", "/metrics", rt_route_metrics},
+    {"GET", "/metrics/", rt_route_metrics},
+    {"GET", "/v1/models", ctl_route_models},
+    {"POST", "/v1/lora_adapter/load", ctl_route_lora_load},
+    {"POST", "/v1/lora_adapter/unload", ctl_route_lora_unload},
+    {"POST", "/v1/model/mount", ctl_route_model_mount},
+    {"POST", "/v1/model/unmount", ctl_route_model_unmount},
+    {"GET", "/v1/model/mounts", ctl_route_model_mounts},
+    {"POST", "/v1/model/download", ctl_route_model_download},
+    {"GET", "/v1/model/list", ctl_route_model_list},
 };
 
 int rt_config_add_model(struct rt_config *cfg, const char *text)
@@ -93,6 +105,12 @@ struct runtime *rt_start(const struct rt_config *cfg, char *err, size_t errlen)
         snprintf(rt->start[i].name, sizeof rt->start[i].name, "%s", cfg->models[i].name);
         rt->start[i].prefetch = cfg->models[i].prefetch;
     }
+    if (!rt->start || rt_metrics_start(rt, err, errlen) != 0)
+        goto fail;
+    if (cfg->api_key_file && ctl_auth_load(cfg->api_key_file, err, errlen) != 0)
+        goto fail;
+    if (!(rt->control = ctl_state_new(cfg->mount_point, err, errlen)))
+        goto fail;
     rt->http = rt->start ? ctl_server_start(cfg->host, cfg->port, routes,
                                             sizeof routes / sizeof *routes, rt, err, errlen)
                          : NULL;
@@ -104,6 +122,7 @@ struct runtime *rt_start(const struct rt_config *cfg, char *err, size_t errlen)
             .cache_max_bytes = cfg->cache_max_bytes,
             .chunk_size = cm_env_size("DOWNLOADER_PART_CHUNKSIZE", 8u << 20),
             .threads = (unsigned)cm_env_u64("DOWNLOADER_NUM_THREADS", 16),
+            .on_read = rt_metrics_on_read,
         };
         if (fc.chunk_size < 64 * 1024 || fc.threads == 0 || fc.threads > 1024) {
             snprintf(err, errlen,
@@ -114,6 +133,8 @@ struct runtime *rt_start(const struct rt_config *cfg, char *err, size_t errlen)
         rt->fs = fs_new(&fc, err, errlen);
         if (!rt->fs || fs_serve(rt->fs, cfg->mount_point, err, errlen) != 0)
             goto fail;
+        rt_metrics_attach_fs(rt, rt->fs);
+        ctl_state_attach_fs(rt->control, rt->fs);
         if (pthread_create(&rt->starter, NULL, start_mounts, rt) != 0) {
             snprintf(err, errlen, "cannot start the mount thread");
             goto fail;
@@ -128,13 +149,18 @@ fail:
 
 void rt_stop(struct runtime *rt)
 {
-    /* stop intake first: in-flight requests finish, no new ones start */
+    /* stop intake first: in-flight requests finish (those waiting on a fetch or a lock are
+     * woken by ctl_state_stop), no new ones start */
+    ctl_state_stop(rt->control);
     ctl_server_stop(rt->http);
     rt->http = NULL;
+    ctl_state_free(rt->control);
+    rt->control = NULL;
     if (rt->fs)
         fs_shutdown(rt->fs);
     if (rt->starter_running)
         pthread_join(rt->starter, NULL);
+    rt_metrics_stop(rt);
     fs_free(rt->fs);
     pthread_mutex_destroy(&rt->lock);
     free(rt->start);

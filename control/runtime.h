@@ -48,6 +48,8 @@ struct runtime {
     struct rt_start_mount *start; /* one per cfg->models */
     pthread_t starter;
     bool starter_running;
+    struct rt_metrics *metrics; /* routes_metrics.c */
+    struct ctl_state *control;  /* control.h: engine client, LoRA registry, downloads */
 };
 
 /* Start everything. NULL with err set on failure (nothing left running). */
@@ -57,5 +59,17 @@ void rt_stop(struct runtime *rt);
 /* Route handlers (routes_*.c). */
 void rt_route_healthz(void *ctx, const struct ctl_request *req, struct ctl_response *resp);
 void rt_route_ready(void *ctx, const struct ctl_request *req, struct ctl_response *resp);
+void rt_route_metrics(void *ctx, const struct ctl_request *req, struct ctl_response *resp);
+
+/* The metrics exporter's state (routes_metrics.c). rt_metrics_start registers the runtime's own
+ * metrics, sets up the engine scrape from the environment and hooks the server's request
+ * observer; call it before the HTTP server starts. Returns 0 or a negative errno with err set.
+ * rt_metrics_attach_fs makes the filesystem's counters visible once it serves;
+ * rt_metrics_on_read is the fs_config.on_read hook; rt_metrics_stop runs after the HTTP server
+ * has stopped. */
+int rt_metrics_start(struct runtime *rt, char *err, size_t errlen);
+void rt_metrics_attach_fs(struct runtime *rt, struct fs *fs);
+void rt_metrics_on_read(void *ctx, double seconds);
+void rt_metrics_stop(struct runtime *rt);
 
 #endif

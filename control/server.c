@@ -10,14 +10,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../common/log.h"
+#include "auth.h"
+
+/* How long ctl_server_stop lets requests in flight finish before closing connections. */
+#define DRAIN_BUDGET_MS 5000
 
 struct ctl_server {
     struct MHD_Daemon *daemon;
     const struct ctl_route *routes;
     size_t nroutes;
     void *ctx;
+    int inflight; /* requests between their headers and their completion (atomic) */
 };
 
 /* Per-connection state while the body arrives. */
@@ -25,7 +31,37 @@ struct upload {
     char *buf;
     size_t len;
     bool too_large;
+    struct timespec t0; /* when the headers arrived */
 };
+
+/* Process-wide: every server reports to the one metrics registry. */
+static ctl_observer_fn observer;
+
+void ctl_server_set_observer(ctl_observer_fn fn)
+{
+    __atomic_store_n(&observer, fn, __ATOMIC_RELEASE);
+}
+
+/* The route path that url names, or "other": a bounded label, never the raw URL. */
+static const char *route_label(const struct ctl_server *s, const char *url)
+{
+    for (size_t i = 0; i < s->nroutes; i++)
+        if (strcmp(s->routes[i].path, url) == 0)
+            return s->routes[i].path;
+    return "other";
+}
+
+static void observe(const struct ctl_server *s, const char *method, const char *url, int status,
+                    const struct upload *up)
+{
+    ctl_observer_fn fn = __atomic_load_n(&observer, __ATOMIC_ACQUIRE);
+    struct timespec t1;
+    if (!fn)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fn(method, route_label(s, url), status,
+       (double)(t1.tv_sec - up->t0.tv_sec) + (double)(t1.tv_nsec - up->t0.tv_nsec) / 1e9);
+}
 
 static const struct {
     int status;
@@ -64,13 +100,16 @@ void ctl_json(struct ctl_response *resp, int status, const char *json)
     resp->content_type = NULL;
 }
 
+/* The body moves into the MHD response, which frees it (no copy: /metrics bodies are large);
+ * r->body is NULL afterwards unless that failed. */
 static enum MHD_Result send_response(struct MHD_Connection *conn, struct ctl_response *r)
 {
-    const char *body = r->body ? r->body : "";
     struct MHD_Response *m =
-        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+        r->body ? MHD_create_response_from_buffer(strlen(r->body), r->body, MHD_RESPMEM_MUST_FREE)
+                : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!m)
         return MHD_NO;
+    r->body = NULL;
     MHD_add_response_header(m, "Content-Type",
                             r->content_type ? r->content_type : "application/json");
     enum MHD_Result ok = MHD_queue_response(conn, (unsigned)r->status, m);
@@ -90,7 +129,10 @@ static enum MHD_Result dispatch(struct ctl_server *s, struct MHD_Connection *con
         .body_len = up->len,
         .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
     };
-    if (up->too_large) {
+    if (!ctl_auth_ok(url, req.authorization)) {
+        /* before anything else under /v1/: an unauthenticated caller learns nothing */
+        ctl_error(&resp, 401, "missing or wrong API key: send 'Authorization: Bearer <key>'");
+    } else if (up->too_large) {
         ctl_error(&resp, 413, "request body larger than 1 MiB");
     } else {
         const struct ctl_route *hit = NULL;
@@ -110,6 +152,7 @@ static enum MHD_Result dispatch(struct ctl_server *s, struct MHD_Connection *con
     }
     enum MHD_Result ok = send_response(conn, &resp);
     free(resp.body);
+    observe(s, method, url, resp.status, up);
     return ok;
 }
 
@@ -125,6 +168,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         up = calloc(1, sizeof *up);
         if (!up)
             return MHD_NO;
+        clock_gettime(CLOCK_MONOTONIC, &up->t0);
+        __atomic_add_fetch(&s->inflight, 1, __ATOMIC_RELAXED);
         *con_cls = up;
         return MHD_YES;
     }
@@ -149,9 +194,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    struct ctl_server *s = cls;
     struct upload *up = *con_cls;
-    (void)cls, (void)conn, (void)toe;
+    (void)conn, (void)toe;
     if (up) {
+        __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELEASE);
         free(up->buf);
         free(up);
         *con_cls = NULL;
@@ -190,13 +237,16 @@ struct ctl_server *ctl_server_start(const char *host, unsigned port, const struc
     s->routes = routes;
     s->nroutes = nroutes;
     s->ctx = ctx;
-    unsigned flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    /* a thread per connection: handlers block (a LoRA load waits for its fetch and for the
+     * engine), and a blocked handler must never hold up /healthz on another connection, as it
+     * would in a shared pool thread */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->daemon =
         MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
-                         (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, 4u,
+                         (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, 1024u,
                          MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_NOTIFY_COMPLETED,
                          on_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
     if (!s->daemon) {
@@ -212,8 +262,11 @@ void ctl_server_stop(struct ctl_server *s)
 {
     if (!s)
         return;
-    /* stop accepting, then let the pool finish what is in flight */
+    /* stop accepting, let what is in flight finish (bounded), then close every connection */
     MHD_quiesce_daemon(s->daemon);
+    for (int ms = 0; ms < DRAIN_BUDGET_MS && __atomic_load_n(&s->inflight, __ATOMIC_ACQUIRE) > 0;
+         ms += 10)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     MHD_stop_daemon(s->daemon);
     free(s);
 }

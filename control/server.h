@@ -38,6 +38,13 @@ struct ctl_server;
  * NULL with err set on failure. */
 struct ctl_server *ctl_server_start(const char *host, unsigned port, const struct ctl_route *routes,
                                     size_t nroutes, void *ctx, char *err, size_t errlen);
+/* Called after every response with the method, the path of the route the URL names ("other"
+ * for a path no route serves: a bounded label, never the raw URL), the status and the seconds
+ * since the request's headers arrived (the metrics hook). Process-wide; set it before
+ * ctl_server_start, NULL to stop. It runs on the server's threads and must not block. */
+typedef void (*ctl_observer_fn)(const char *method, const char *route, int status, double seconds);
+void ctl_server_set_observer(ctl_observer_fn fn);
+
 /* Stop accepting, finish in-flight requests, free. */
 void ctl_server_stop(struct ctl_server *s);
 
