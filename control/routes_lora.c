@@ -249,7 +249,7 @@ static int stage_mounted(struct ctl_state *c, struct ctl_lora *l, const struct l
     }
     if (status != 0) {
         if (l->owns_mount)
-            fs_mount_remove(fs, rq->name);
+            fs_mount_remove(fs, rq->name, true);
         lora_set_mount(c, l, NULL, false);
     }
     return status;
@@ -303,7 +303,7 @@ static int load(struct ctl_state *c, struct ctl_lora *l, const struct load_req *
     if (er.status != 200) {
         snprintf(msg, msglen, "%s", er.message);
         if (l->owns_mount)
-            fs_mount_remove(ctl_state_fs(c), rq->name);
+            fs_mount_remove(ctl_state_fs(c), rq->name, true);
         if (l->local_dir[0])
             ctl_remove_tree(l->local_dir);
         l->local_dir[0] = '\0';
@@ -481,7 +481,7 @@ void ctl_route_lora_unload(void *ctx, const struct ctl_request *req, struct ctl_
         ctl_error(resp, er.status, msg);
     } else {
         if (l->owns_mount && ctl_state_fs(c))
-            fs_mount_remove(ctl_state_fs(c), l->mount);
+            fs_mount_remove(ctl_state_fs(c), l->mount, cleanup);
         if (cleanup && l->local_dir[0])
             ctl_remove_tree(l->local_dir);
         lora_set_mount(c, l, NULL, false);

@@ -270,7 +270,7 @@ void ctl_route_model_unmount(void *ctx, const struct ctl_request *req, struct ct
     pthread_mutex_lock(&c->lock);
     bool in_use = ctl_lora_uses_mount(c, name);
     bool configured = !in_use && start_mount(ctx, name);
-    int rc = in_use || configured ? 0 : fs_mount_remove(fs, name);
+    int rc = in_use || configured ? 0 : fs_mount_remove(fs, name, false);
     pthread_mutex_unlock(&c->lock);
     if (in_use) {
         snprintf(msg, sizeof msg,

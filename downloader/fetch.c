@@ -146,6 +146,18 @@ bool dl_fetch_promote(struct dl_fetch *f, struct dl_fetch_job *job, enum dl_prio
     return moved;
 }
 
+bool dl_fetch_unqueue(struct dl_fetch *f, struct dl_fetch_job *job)
+{
+    bool taken = false;
+    pthread_mutex_lock(&f->lock);
+    if (job->queued && unlink_job(&f->q[job->prio], job)) {
+        job->queued = false;
+        taken = true;
+    }
+    pthread_mutex_unlock(&f->lock);
+    return taken;
+}
+
 void dl_fetch_cancel(struct dl_fetch *f)
 {
     atomic_store(&f->cancel, true);

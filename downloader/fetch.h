@@ -44,6 +44,9 @@ void dl_fetch_submit(struct dl_fetch *f, struct dl_fetch_job *job);
 /* Move a still-queued job to a higher priority (a reader now waits for it). Returns true
  * when the job was still queued. */
 bool dl_fetch_promote(struct dl_fetch *f, struct dl_fetch_job *job, enum dl_prio prio);
+/* Take a job back out of the queue. Returns true when it was still queued (its done callback
+ * will not run: the caller owns it again), false when a worker already has it. */
+bool dl_fetch_unqueue(struct dl_fetch *f, struct dl_fetch_job *job);
 /* Ask every running transfer to stop; queued jobs complete with DL_ERR_CANCELLED. */
 void dl_fetch_cancel(struct dl_fetch *f);
 /* Cancel, join the workers and free. */

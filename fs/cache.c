@@ -738,3 +738,39 @@ enum dl_status fs_object_error(struct fs_object *o)
     pthread_mutex_unlock(&o->lock);
     return st;
 }
+
+void fs_object_quiesce(struct fs_object *o, bool drop)
+{
+    struct fs_cache *c = o->cache;
+    unsigned taken = 0;
+    pthread_mutex_lock(&o->lock);
+    for (uint64_t i = 0; i < o->map.nchunks; i++) {
+        if (o->state[i] == CHUNK_INFLIGHT && dl_fetch_unqueue(c->fetch, &o->jobs[i])) {
+            o->state[i] = CHUNK_ABSENT;
+            o->inflight--;
+            taken++;
+        }
+    }
+    pthread_mutex_unlock(&o->lock);
+    /* every queued chunk held a reference; the caller still holds its own */
+    for (unsigned i = 0; i < taken; i++)
+        fs_object_put(o);
+    if (!drop)
+        return;
+    pthread_mutex_lock(&c->lock);
+    uint64_t freed = evict_loaded(o);
+    c->stats.bytes_used -= freed < c->stats.bytes_used ? freed : c->stats.bytes_used;
+    pthread_mutex_unlock(&c->lock);
+}
+
+enum dl_status fs_object_chunk_failure(struct fs_object *o)
+{
+    enum dl_status st = DL_OK;
+    pthread_mutex_lock(&o->lock);
+    for (uint64_t i = 0; i < o->map.nchunks && st == DL_OK; i++)
+        if (o->state[i] == CHUNK_ABSENT && o->failed[i] != DL_OK &&
+            o->failed[i] != DL_ERR_CANCELLED)
+            st = (enum dl_status)o->failed[i];
+    pthread_mutex_unlock(&o->lock);
+    return st;
+}

@@ -73,6 +73,11 @@ int fs_object_fd(const struct fs_object *o);
 uint64_t fs_object_cached_bytes(struct fs_object *o);
 /* Every chunk present and the whole file verified. */
 bool fs_object_complete(struct fs_object *o);
+/* Take back every chunk of o still waiting in the fetch queue (its mount went away). When
+ * drop is true, also discard its cached bytes unless a file handle has it open. */
+void fs_object_quiesce(struct fs_object *o, bool drop);
+/* The status of the last failed chunk fetch that nothing has retried yet (DL_OK when none). */
+enum dl_status fs_object_chunk_failure(struct fs_object *o);
 /* The status of the last failure (DL_OK when none): an integrity failure that stays. */
 enum dl_status fs_object_error(struct fs_object *o);
 

@@ -76,8 +76,10 @@ struct fs *fs_new(const struct fs_config *cfg, char *err, size_t errlen);
  * DL_ERR_LOCAL with err "exists" when the name is taken by another URI (same URI: DL_OK);
  * otherwise the listing's status. A failed mount leaves nothing behind. */
 enum dl_status fs_mount_add(struct fs *fs, struct fs_mount_spec *spec, char *err, size_t errlen);
-/* Remove a named mount. Returns 0 or -ENOENT. */
-int fs_mount_remove(struct fs *fs, const char *name);
+/* Remove a named mount: it disappears from the root at once (the kernel's cached entry is
+ * invalidated), its queued prefetch is taken back, and with drop_cache its cached bytes are
+ * discarded (files still open keep theirs until LRU eviction). Returns 0 or -ENOENT. */
+int fs_mount_remove(struct fs *fs, const char *name, bool drop_cache);
 /* Status of every mount (allocated array in *out, free with free). Returns the count. */
 size_t fs_mount_list(struct fs *fs, struct fs_mount_status **out);
 /* True when the named mount exists; fills st. */

@@ -426,7 +426,7 @@ enum dl_status fs_mount_add(struct fs *fs, struct fs_mount_spec *spec, char *err
     pthread_rwlock_unlock(&fs->lock);
     if (rc) {
         snprintf(err, errlen, "out of memory building the tree of %s", m->name);
-        fs_mount_remove(fs, m->name);
+        fs_mount_remove(fs, m->name, false);
         return DL_ERR_LOCAL;
     }
     cm_info("mount", "mounted %s from %s: %zu files, %" PRIu64 " bytes, prefetch=%s", m->name,
@@ -437,7 +437,7 @@ enum dl_status fs_mount_add(struct fs *fs, struct fs_mount_spec *spec, char *err
     return DL_OK;
 }
 
-int fs_mount_remove(struct fs *fs, const char *name)
+int fs_mount_remove(struct fs *fs, const char *name, bool drop_cache)
 {
     pthread_rwlock_wrlock(&fs->lock);
     struct fs_mount *m = find_mount(fs, name);
@@ -458,7 +458,19 @@ int fs_mount_remove(struct fs *fs, const char *name)
         }
     }
     pthread_rwlock_unlock(&fs->lock);
-    cm_info("mount", "unmounted %s", name);
+    fs_notify_removed(fs, name);
+
+    struct fs_node **files = calloc(m->listing.n ? m->listing.n : 1, sizeof *files);
+    size_t n = files && m->dir ? collect_files(m->dir, files, 0) : 0;
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&m->lock);
+        struct fs_object *o = files[i]->obj;
+        pthread_mutex_unlock(&m->lock);
+        if (o)
+            fs_object_quiesce(o, drop_cache);
+    }
+    free(files);
+    cm_info("mount", "unmounted %s%s", name, drop_cache ? " (cache dropped)" : "");
     return 0;
 }
 
@@ -482,8 +494,11 @@ static void mount_status(struct fs_mount *m, struct fs_mount_status *st)
         }
         st->bytes_cached += fs_object_cached_bytes(o);
         all &= fs_object_complete(o);
-        if (failed == DL_OK && fs_object_error(o) != DL_OK) {
-            failed = fs_object_error(o);
+        enum dl_status bad = fs_object_error(o);
+        if (bad == DL_OK && m->prefetch == FS_PREFETCH_ALL)
+            bad = fs_object_chunk_failure(o); /* prefetch gave up on it: it will not finish */
+        if (failed == DL_OK && bad != DL_OK) {
+            failed = bad;
             snprintf(st->error, sizeof st->error, "%s: %s", files[i]->entry->path,
                      dl_status_name(failed));
         }

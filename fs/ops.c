@@ -563,3 +563,9 @@ void fs_free_handles(struct fs *fs)
     fs->handles = NULL;
     pthread_mutex_unlock(&fs->handles_lock);
 }
+
+void fs_notify_removed(struct fs *fs, const char *name)
+{
+    if (fs->serving)
+        fuse_lowlevel_notify_inval_entry(fs->se, FS_ROOT_INO, name, strlen(name));
+}
