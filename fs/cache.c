@@ -530,8 +530,14 @@ int fs_object_ensure(struct fs_object *o, uint64_t off, uint64_t len, enum dl_pr
         if (o->error != DL_OK)
             rc = -EIO;
         /* the file is complete and being verified: a read now waits for the verdict, so a
-         * sequential reader never finishes a file whose digest does not match */
-        waiting |= o->verifying;
+         * sequential reader never finishes a file whose digest does not match. After a bad
+         * copy, reads wait for the whole second copy to verify: otherwise a reader whose
+         * chunks land first could finish the file before the chunk that decides it */
+        bool whole = o->fetches > 1 && !o->verified;
+        waiting |= o->verifying || whole;
+        for (uint64_t i = 0; whole && !rc && i < o->map.nchunks; i++)
+            if (o->state[i] == CHUNK_ABSENT && o->failed[i] != DL_OK)
+                rc = status_errno((enum dl_status)o->failed[i]);
         if (rc || !waiting)
             break;
         if (__atomic_load_n(&c->cancelled, __ATOMIC_ACQUIRE)) {
