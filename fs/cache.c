@@ -535,9 +535,12 @@ int fs_object_ensure(struct fs_object *o, uint64_t off, uint64_t len, enum dl_pr
          * chunks land first could finish the file before the chunk that decides it */
         bool whole = o->fetches > 1 && !o->verified;
         waiting |= o->verifying || whole;
-        for (uint64_t i = 0; whole && !rc && i < o->map.nchunks; i++)
+        for (uint64_t i = 0; whole && !rc && i < o->map.nchunks; i++) {
             if (o->state[i] == CHUNK_ABSENT && o->failed[i] != DL_OK)
                 rc = status_errno((enum dl_status)o->failed[i]);
+            else if (o->state[i] == CHUNK_ABSENT)
+                submit_chunk(o, i, prio);
+        }
         if (rc || !waiting)
             break;
         if (__atomic_load_n(&c->cancelled, __ATOMIC_ACQUIRE)) {
