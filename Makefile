@@ -8,9 +8,10 @@ FUZZ_SECONDS ?= 10
 
 DEB_PACKAGES := meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
 	libfuse3-dev fuse3 libcurl4-openssl-dev libmicrohttpd-dev libcjson-dev libexpat1-dev \
-	libssl-dev python3 python3-pytest python3-boto3 curl prometheus
+	libssl-dev python3 python3-pytest python3-boto3 curl prometheus python3-yaml yamllint \
+	man-db groff-base
 
-.PHONY: all deps build build-asan demo test test-unit test-integration fuzz bench clean
+.PHONY: all deps build build-asan demo test test-unit test-integration fuzz bench clean deb
 
 all: build
 
@@ -65,5 +66,9 @@ test: deps
 bench: deps build
 	./tests/bench/run
 
+# build-deb/aibrix-runtime_<version>_<arch>.deb, offline, with dpkg-deb (deploy/debian/).
+deb:
+	./deploy/debian/build-deb.sh build-deb
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz build-deb
