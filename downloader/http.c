@@ -220,7 +220,9 @@ double dl_parse_retry_after(const char *v, time_t now)
         v++;
     if (*v >= '0' && *v <= '9') {
         double d = strtod(v, &end);
-        if (end == v || (*end && *end != '\r' && *end != '\n' && *end != ' ') || !isfinite(d))
+        while (*end == ' ' || *end == '\r' || *end == '\n')
+            end++;
+        if (end == v || *end || !isfinite(d))
             return -1;
         return d;
     }
