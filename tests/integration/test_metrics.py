@@ -451,8 +451,11 @@ def test_engine_failure_still_answers(engine_factory, runtime, mode):
         assert_engine_down(rt, 1.0)
     log = rt.log()
     assert "engine metrics unavailable" in log
-    # the reason is logged once, not on every scrape
-    assert log.count("engine metrics unavailable") == 1
+    # the reason is logged once, not on every scrape (a huge body may end as "too large" on
+    # one scrape and as a timeout on the next when the machine is busy: two causes, two lines)
+    causes = [re.sub(r"[0-9]+", "#", line.split("engine metrics unavailable", 1)[1])
+              for line in log.splitlines() if "engine metrics unavailable" in line]
+    assert len(causes) == len(set(causes)), causes
 
 
 def test_fractional_timeout(engine_factory, runtime):
