@@ -50,6 +50,8 @@ struct fs_object {
     unsigned opened;
     int fetches; /* whole-file fetch rounds started (a mismatch starts a second) */
     bool verified, verifying;
+    unsigned bad_copies;  /* copies that failed verification */
+    void *owner;          /* the filesystem's node, for fs_bad_copy_fn */
     enum dl_status error; /* integrity failure that stays */
     time_t last_used;
 };
@@ -63,6 +65,8 @@ struct fs_cache {
     struct fs_cache_stats stats;
     bool cancelled;
     bool evicting;
+    fs_bad_copy_fn on_bad_copy;
+    void *on_bad_copy_ctx;
 };
 
 /* ---- paths and keys ---------------------------------------------------------------------- */
@@ -402,6 +406,8 @@ static uint64_t verify_locked(struct fs_object *o, bool *failed)
         return 0;
     }
     *failed = true;
+    if (st == DL_ERR_INTEGRITY)
+        o->bad_copies++;
     if (st == DL_ERR_INTEGRITY && o->fetches < 2) {
         cm_warn("cache", "integrity check failed, fetching again: %s", err);
         refetch_all(o, &dropped);
@@ -412,15 +418,42 @@ static uint64_t verify_locked(struct fs_object *o, bool *failed)
     return dropped;
 }
 
-/* Account for a verification done under o->lock, after releasing it. */
-static void account_verify(struct fs_cache *c, bool failed, uint64_t dropped)
+struct bad_copy_note {
+    fs_bad_copy_fn fn;
+    void *ctx, *owner;
+};
+
+static void *bad_copy_thread(void *arg)
 {
+    struct bad_copy_note *n = arg;
+    n->fn(n->ctx, n->owner);
+    free(n);
+    return NULL;
+}
+
+/* Account for a verification done under o->lock, after releasing it, and tell the owner. The
+ * owner's hook runs on a thread of its own: dropping the kernel's pages can wait for reads of
+ * the same file, which may wait for fetches this very thread is needed for. */
+static void account_verify(struct fs_object *o, bool failed, uint64_t dropped)
+{
+    struct fs_cache *c = o->cache;
     if (!failed)
         return;
     pthread_mutex_lock(&c->lock);
     c->stats.integrity_failures++;
     c->stats.bytes_used -= dropped < c->stats.bytes_used ? dropped : c->stats.bytes_used;
+    fs_bad_copy_fn fn = c->on_bad_copy;
+    void *ctx = c->on_bad_copy_ctx;
     pthread_mutex_unlock(&c->lock);
+    struct bad_copy_note *n = fn && o->owner ? malloc(sizeof *n) : NULL;
+    pthread_t t;
+    if (!n)
+        return;
+    *n = (struct bad_copy_note){.fn = fn, .ctx = ctx, .owner = o->owner};
+    if (pthread_create(&t, NULL, bad_copy_thread, n) == 0)
+        pthread_detach(t);
+    else
+        free(n);
 }
 
 static void chunk_done(struct dl_fetch_job *job, enum dl_status st, const char *err)
@@ -452,7 +485,7 @@ static void chunk_done(struct dl_fetch_job *job, enum dl_status st, const char *
     pthread_cond_broadcast(&o->changed);
     pthread_mutex_unlock(&o->lock);
 
-    account_verify(c, bad, dropped);
+    account_verify(o, bad, dropped);
     if (grew) {
         pthread_mutex_lock(&c->lock);
         c->stats.bytes_used += job->len;
@@ -679,7 +712,7 @@ struct fs_object *fs_object_get(struct fs_cache *c, struct dl_source *src, const
     if (o->cached == e->size && !o->verified && !o->verifying)
         dropped = verify_locked(o, &bad);
     pthread_mutex_unlock(&o->lock);
-    account_verify(c, bad, dropped);
+    account_verify(o, bad, dropped);
     return o;
 }
 
@@ -782,4 +815,27 @@ enum dl_status fs_object_chunk_failure(struct fs_object *o)
             st = (enum dl_status)o->failed[i];
     pthread_mutex_unlock(&o->lock);
     return st;
+}
+
+unsigned fs_object_bad_copies(struct fs_object *o)
+{
+    pthread_mutex_lock(&o->lock);
+    unsigned n = o->bad_copies;
+    pthread_mutex_unlock(&o->lock);
+    return n;
+}
+
+void fs_cache_on_bad_copy(struct fs_cache *c, fs_bad_copy_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&c->lock);
+    c->on_bad_copy = fn;
+    c->on_bad_copy_ctx = ctx;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void fs_object_set_owner(struct fs_object *o, void *owner)
+{
+    pthread_mutex_lock(&o->lock);
+    o->owner = owner;
+    pthread_mutex_unlock(&o->lock);
 }

@@ -76,6 +76,15 @@ bool fs_object_complete(struct fs_object *o);
 /* Take back every chunk of o still waiting in the fetch queue (its mount went away). When
  * drop is true, also discard its cached bytes unless a file handle has it open. */
 void fs_object_quiesce(struct fs_object *o, bool drop);
+/* How many copies of o failed verification so far. A reader that started before the count
+ * last changed may hold bytes of a bad copy. */
+unsigned fs_object_bad_copies(struct fs_object *o);
+/* Called (on a thread of its own, without any cache lock) after a copy of an object failed
+ * verification, with the owner set by fs_object_set_owner: the filesystem drops the kernel's
+ * cached pages of that file. */
+typedef void (*fs_bad_copy_fn)(void *ctx, void *owner);
+void fs_cache_on_bad_copy(struct fs_cache *c, fs_bad_copy_fn fn, void *ctx);
+void fs_object_set_owner(struct fs_object *o, void *owner);
 /* The status of the last failed chunk fetch that nothing has retried yet (DL_OK when none). */
 enum dl_status fs_object_chunk_failure(struct fs_object *o);
 /* The status of the last failure (DL_OK when none): an integrity failure that stays. */

@@ -80,6 +80,9 @@ struct fs_node *fs_node_child(const struct fs_node *dir, const char *name);
 struct fs_node *fs_node_get(struct fs *fs, uint64_t ino);
 /* The file's cache object, created on first use. Returns NULL with err set on failure. */
 struct fs_object *fs_node_object(struct fs_node *n, char *err, size_t errlen);
+/* Drop the kernel's cached pages of the file node (a struct fs_node *) after a copy of it
+ * failed verification (ops.c; an fs_bad_copy_fn). */
+void fs_drop_pages(void *fs, void *node);
 /* Tell the kernel that the root entry name is gone (ops.c). */
 void fs_notify_removed(struct fs *fs, const char *name);
 /* Free the handles of files still open when the FUSE session ended (ops.c). */

@@ -243,8 +243,11 @@ struct fs_object *fs_node_object(struct fs_node *n, char *err, size_t errlen)
 {
     struct fs_mount *m = n->mount;
     pthread_mutex_lock(&m->lock);
-    if (!n->obj)
+    if (!n->obj) {
         n->obj = fs_object_get(m->fs->cache, m->src, n->entry, err, errlen);
+        if (n->obj)
+            fs_object_set_owner(n->obj, n);
+    }
     struct fs_object *o = n->obj;
     pthread_mutex_unlock(&m->lock);
     return o;
@@ -321,6 +324,7 @@ struct fs *fs_new(const struct fs_config *cfg, char *err, size_t errlen)
         return NULL;
     }
     fs->root->ino = FS_ROOT_INO;
+    fs_cache_on_bad_copy(fs->cache, fs_drop_pages, fs);
     return fs;
 }
 

@@ -37,6 +37,8 @@ struct handle {
     struct fs_object *obj;
     uint64_t next_off;
     uint64_t window;
+    bool reading;      /* has read at least once */
+    unsigned bad_seen; /* the object's bad-copy count at the first read */
 };
 
 static struct fs *fs_of(fuse_req_t req)
@@ -186,7 +188,16 @@ static void read_data(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     uint64_t len = (uint64_t)off + size > fsize ? fsize - (uint64_t)off : size;
+    if (!h->reading) {
+        h->reading = true;
+        h->bad_seen = fs_object_bad_copies(h->obj);
+    }
     int rc = fs_object_ensure(h->obj, (uint64_t)off, len, DL_PRIO_DEMAND);
+    /* a copy failed verification after this descriptor started reading: it may hold bytes of
+     * that copy, so it must not finish the file as if all were well; a new open reads the
+     * good copy */
+    if (!rc && fs_object_bad_copies(h->obj) != h->bad_seen)
+        rc = -EIO;
     if (rc) {
         cm_warn("fs", "read %s/%s at %lld: %s", h->node->mount->name, h->node->entry->path,
                 (long long)off, strerror(-rc));
@@ -568,4 +579,12 @@ void fs_notify_removed(struct fs *fs, const char *name)
 {
     if (fs->serving)
         fuse_lowlevel_notify_inval_entry(fs->se, FS_ROOT_INO, name, strlen(name));
+}
+
+void fs_drop_pages(void *arg, void *node)
+{
+    struct fs *fs = arg;
+    const struct fs_node *n = node;
+    if (fs->serving)
+        fuse_lowlevel_notify_inval_inode(fs->se, n->ino, 0, 0);
 }
