@@ -175,6 +175,13 @@ http {{
         location ~ ^/{repo}/resolve/[^/]+/(?<file>.+)$ {{
             alias {root}/$file;
         }}
+        # the same files with directory listings, for peers that need them (rclone's http
+        # backend); same per-connection limit_rate
+        location /raw/ {{
+            alias {root}/;
+            autoindex on;
+            autoindex_exact_size on;
+        }}
         location / {{ return 404; }}
     }}
 }}
