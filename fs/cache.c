@@ -51,6 +51,10 @@ struct fs_object {
     int fetches; /* whole-file fetch rounds started (a mismatch starts a second) */
     bool verified, verifying;
     unsigned bad_copies;  /* copies that failed verification */
+    struct cm_hash *hash; /* digest of bytes [0, hashed), taken as chunks land in order */
+    uint64_t hashed;
+    bool hashing;         /* a thread is reading chunks into hash */
+    unsigned hash_gen;    /* bumped when the bytes are dropped: a running hasher discards */
     void *owner;          /* the filesystem's node, for fs_bad_copy_fn */
     enum dl_status error; /* integrity failure that stays */
     time_t last_used;
@@ -190,6 +194,17 @@ void fs_cache_close(struct fs_cache *c)
     free(c);
 }
 
+/* Forget the running digest: the bytes it covered are being dropped. Caller holds o->lock. */
+static void hash_reset_locked(struct fs_object *o)
+{
+    o->hash_gen++;
+    if (!o->hashing) {
+        cm_hash_free(o->hash);
+        o->hash = NULL;
+        o->hashed = 0;
+    }
+}
+
 /* ---- eviction ---------------------------------------------------------------------------- */
 
 struct victim {
@@ -219,6 +234,7 @@ static uint64_t evict_loaded(struct fs_object *o)
             freed = o->cached;
             o->cached = 0;
             o->verified = false;
+            hash_reset_locked(o);
             sibling(o, ".ok", ok, sizeof ok);
             unlink(ok);
         }
@@ -372,6 +388,7 @@ static void refetch_all(struct fs_object *o, uint64_t *dropped)
     *dropped = o->cached;
     o->cached = 0;
     o->fetches++;
+    hash_reset_locked(o);
     sibling(o, ".ok", ok, sizeof ok);
     unlink(ok);
     if (dl_chunkmap_reset(&o->map) != 0 || ftruncate(o->fd, 0) != 0 ||
@@ -384,6 +401,86 @@ static void refetch_all(struct fs_object *o, uint64_t *dropped)
         submit_chunk(o, i, DL_PRIO_BACKGROUND);
 }
 
+/* Feed bytes [off, off+len) of the data file to h. */
+static bool hash_range(int fd, struct cm_hash *h, uint64_t off, uint64_t len)
+{
+    char *buf = malloc(1 << 20);
+    bool ok = buf != NULL;
+    while (ok && len) {
+        size_t want = len < (1 << 20) ? (size_t)len : (1 << 20);
+        ssize_t n = pread(fd, buf, want, (off_t)off);
+        ok = n > 0;
+        if (ok) {
+            cm_hash_update(h, buf, (size_t)n);
+            off += (uint64_t)n;
+            len -= (uint64_t)n;
+        }
+    }
+    free(buf);
+    return ok;
+}
+
+/* Hash, in file order, the present chunks from o->hashed on, so that verifying a complete file
+ * costs about one chunk rather than the whole file. Caller holds o->lock; it is released while
+ * reading. One thread hashes an object at a time; others return at once. */
+static void hash_ahead_locked(struct fs_object *o)
+{
+    if (o->hashing || o->e->digest_kind == CM_HASH_NONE || o->verified)
+        return;
+    if (!o->hash && !(o->hash = cm_hash_new(o->e->digest_kind, o->e->size)))
+        return;
+    o->hashing = true;
+    while (o->hashed < o->e->size) {
+        uint64_t i = o->hashed / o->map.chunk;
+        if (o->state[i] != CHUNK_PRESENT)
+            break;
+        uint64_t off = o->hashed, len = dl_chunkmap_len(&o->map, i);
+        unsigned gen = o->hash_gen;
+        struct cm_hash *h = o->hash;
+        pthread_mutex_unlock(&o->lock);
+        bool ok = hash_range(o->fd, h, off, len);
+        pthread_mutex_lock(&o->lock);
+        if (gen != o->hash_gen || !ok) {
+            /* the bytes were dropped meanwhile (or unreadable): start over later */
+            cm_hash_free(o->hash);
+            o->hash = NULL;
+            o->hashed = 0;
+            break;
+        }
+        o->hashed += len;
+    }
+    o->hashing = false;
+    pthread_cond_broadcast(&o->changed);
+}
+
+/* The verdict on a complete object: the running digest when it covers the file, else a full
+ * read of the file. Caller holds o->lock (released while reading). */
+static enum dl_status check_digest_locked(struct fs_object *o, char *err, size_t errlen)
+{
+    static const char *const kind_names[] = {"none", "sha256", "git-sha1", "md5", "crc64ecma"};
+    char got[65];
+    if (o->e->digest_kind == CM_HASH_NONE)
+        return DL_OK;
+    while (o->hashing)
+        pthread_cond_wait(&o->changed, &o->lock);
+    hash_ahead_locked(o);
+    if (o->hash && o->hashed == o->e->size) {
+        cm_hash_final(o->hash, got);
+        cm_hash_free(o->hash);
+        o->hash = NULL;
+        o->hashed = 0;
+        if (strcmp(got, o->e->digest) == 0)
+            return DL_OK;
+        snprintf(err, errlen, "%s: %s mismatch: expected %s, got %s", o->e->path,
+                 kind_names[o->e->digest_kind], o->e->digest, got);
+        return DL_ERR_INTEGRITY;
+    }
+    pthread_mutex_unlock(&o->lock);
+    enum dl_status st = dl_verify_file(o->fd, o->e, err, errlen);
+    pthread_mutex_lock(&o->lock);
+    return st;
+}
+
 /* Verify a complete object. Caller holds o->lock; it is released while hashing. Returns the
  * bytes dropped by a failed verification (the caller updates the cache's usage once it no
  * longer holds o->lock: the lock order is cache before object). */
@@ -393,9 +490,7 @@ static uint64_t verify_locked(struct fs_object *o, bool *failed)
     uint64_t dropped = 0;
     *failed = false;
     o->verifying = true;
-    pthread_mutex_unlock(&o->lock);
-    enum dl_status st = dl_verify_file(o->fd, o->e, err, sizeof err);
-    pthread_mutex_lock(&o->lock);
+    enum dl_status st = check_digest_locked(o, err, sizeof err);
     o->verifying = false;
     if (st == DL_OK) {
         o->verified = true;
@@ -476,6 +571,8 @@ static void chunk_done(struct dl_fetch_job *job, enum dl_status st, const char *
         grew = true;
         if (o->cached == o->e->size && !o->verified && !o->verifying)
             dropped = verify_locked(o, &bad);
+        else if (o->cached < o->e->size)
+            hash_ahead_locked(o);
     } else {
         o->state[i] = CHUNK_ABSENT;
         o->failed[i] = (unsigned char)st;
@@ -612,6 +709,7 @@ static void object_free(struct fs_object *o)
     if (o->fd >= 0)
         close(o->fd); /* drops the shared flock */
     dl_chunkmap_close(&o->map);
+    cm_hash_free(o->hash);
     free(o->state);
     free(o->failed);
     free(o->jobs);

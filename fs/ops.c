@@ -27,14 +27,17 @@
 
 #define IMMUTABLE_TIMEOUT 86400.0
 #define ROOT_TIMEOUT 1.0
-#define READAHEAD_MIN (4u << 20)
-#define READAHEAD_MAX (128u << 20)
+/* A sequential reader's window starts at a few default chunks (so a cold read uses several
+ * connections at once) and doubles up to what the whole pool can carry. */
+#define READAHEAD_MIN (32u << 20)
+#define READAHEAD_MAX (256u << 20)
 
 /* Per open file: where a sequential reader will read next, and its read-ahead window. */
 struct handle {
     struct handle *prev, *next; /* fs->handles */
     struct fs_node *node;
     struct fs_object *obj;
+    pthread_mutex_t lock; /* the fields below: FUSE threads read one handle concurrently */
     uint64_t next_off;
     uint64_t window;
     bool reading;      /* has read at least once */
@@ -147,6 +150,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     h->node = n;
     h->obj = o;
     h->window = READAHEAD_MIN;
+    pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_lock(&fs->handles_lock);
     h->next = fs->handles;
     if (h->next)
@@ -161,19 +165,26 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fuse_reply_open(req, fi);
 }
 
-/* Sequential readers get a growing window fetched ahead of them; others get none. */
+/* Sequential readers get a growing window fetched ahead of them; others get none. The kernel
+ * sends a stream's reads on several threads and slightly out of order, so a read counts as
+ * sequential when it lands within the current window of where the stream is. Runs before the
+ * read waits for its own bytes, so a cold start fetches on many connections at once. */
 static void read_ahead(struct handle *h, uint64_t off, uint64_t len)
 {
     if (h->node->mount->prefetch == FS_PREFETCH_ALL)
         return; /* everything is queued already */
-    if (off == h->next_off) {
-        fs_object_prefetch(h->obj, off + len, h->window, DL_PRIO_OPEN);
-        if (h->window < READAHEAD_MAX)
-            h->window *= 2;
-    } else {
+    pthread_mutex_lock(&h->lock);
+    bool near = off + h->window >= h->next_off && off <= h->next_off + h->window;
+    uint64_t start = off + len, window = h->window;
+    if (near && h->window < READAHEAD_MAX)
+        h->window *= 2;
+    else if (!near)
         h->window = READAHEAD_MIN;
-    }
-    h->next_off = off + len;
+    if (off + len > h->next_off || !near)
+        h->next_off = off + len;
+    pthread_mutex_unlock(&h->lock);
+    if (near)
+        fs_object_prefetch(h->obj, start, window, DL_PRIO_OPEN);
 }
 
 static void read_data(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -188,15 +199,19 @@ static void read_data(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     uint64_t len = (uint64_t)off + size > fsize ? fsize - (uint64_t)off : size;
+    pthread_mutex_lock(&h->lock);
     if (!h->reading) {
         h->reading = true;
         h->bad_seen = fs_object_bad_copies(h->obj);
     }
+    unsigned bad_seen = h->bad_seen;
+    pthread_mutex_unlock(&h->lock);
+    read_ahead(h, (uint64_t)off, len);
     int rc = fs_object_ensure(h->obj, (uint64_t)off, len, DL_PRIO_DEMAND);
     /* a copy failed verification after this descriptor started reading: it may hold bytes of
      * that copy, so it must not finish the file as if all were well; a new open reads the
      * good copy */
-    if (!rc && fs_object_bad_copies(h->obj) != h->bad_seen)
+    if (!rc && fs_object_bad_copies(h->obj) != bad_seen)
         rc = -EIO;
     if (rc) {
         cm_warn("fs", "read %s/%s at %lld: %s", h->node->mount->name, h->node->entry->path,
@@ -204,7 +219,6 @@ static void read_data(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_err(req, -rc);
         return;
     }
-    read_ahead(h, (uint64_t)off, len);
     atomic_fetch_add(&fs->read_bytes, len);
     atomic_fetch_add(&fs->read_ops, 1);
     struct fuse_bufvec buf = FUSE_BUFVEC_INIT(len);
@@ -246,6 +260,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
             h->next->prev = h->prev;
         pthread_mutex_unlock(&fs->handles_lock);
         fs_object_release(h->obj);
+        pthread_mutex_destroy(&h->lock);
         free(h);
     }
     fuse_reply_err(req, 0);
