@@ -56,7 +56,6 @@ struct run {
 
 enum dl_status dl_verify_file(int fd, const struct dl_entry *e, char *err, size_t errlen)
 {
-    static const char *const kind_names[] = {"none", "sha256", "git-sha1", "md5", "crc64ecma"};
     char got[65];
     if (e->digest_kind == CM_HASH_NONE)
         return DL_OK;
@@ -84,12 +83,18 @@ enum dl_status dl_verify_file(int fd, const struct dl_entry *e, char *err, size_
     cm_hash_final(h, got);
     cm_hash_free(h);
     free(buf);
-    if (st == DL_OK && strcmp(got, e->digest) != 0) {
-        snprintf(err, errlen, "%s: %s mismatch: expected %s, got %s", e->path,
-                 kind_names[e->digest_kind], e->digest, got);
-        st = DL_ERR_INTEGRITY;
-    }
-    return st;
+    return st == DL_OK ? dl_digest_check(e, got, err, errlen) : st;
+}
+
+enum dl_status dl_digest_check(const struct dl_entry *e, const char *got, char *err,
+                               size_t errlen)
+{
+    static const char *const kind_names[] = {"none", "sha256", "git-sha1", "md5", "crc64ecma"};
+    if (strcmp(got, e->digest) == 0)
+        return DL_OK;
+    snprintf(err, errlen, "%s: %s mismatch: expected %s, got %s", e->path,
+             kind_names[e->digest_kind], e->digest, got);
+    return DL_ERR_INTEGRITY;
 }
 
 /* ---- the part file and its chunk map ------------------------------------------------- */

@@ -45,5 +45,9 @@ enum dl_status dl_download(struct dl_source *src, struct dl_fetch *f, const stru
 /* Verify a complete local file against e's digest. DL_OK when it matches or e publishes
  * none; DL_ERR_INTEGRITY with err describing both digests otherwise. */
 enum dl_status dl_verify_file(int fd, const struct dl_entry *e, char *err, size_t errlen);
+/* Compare a finished digest (hex, or decimal for CRC64) with e's. DL_OK when they match;
+ * DL_ERR_INTEGRITY with err naming the file and both digests otherwise. */
+enum dl_status dl_digest_check(const struct dl_entry *e, const char *got, char *err,
+                               size_t errlen);
 
 #endif

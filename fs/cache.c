@@ -457,7 +457,6 @@ static void hash_ahead_locked(struct fs_object *o)
  * read of the file. Caller holds o->lock (released while reading). */
 static enum dl_status check_digest_locked(struct fs_object *o, char *err, size_t errlen)
 {
-    static const char *const kind_names[] = {"none", "sha256", "git-sha1", "md5", "crc64ecma"};
     char got[65];
     if (o->e->digest_kind == CM_HASH_NONE)
         return DL_OK;
@@ -469,11 +468,7 @@ static enum dl_status check_digest_locked(struct fs_object *o, char *err, size_t
         cm_hash_free(o->hash);
         o->hash = NULL;
         o->hashed = 0;
-        if (strcmp(got, o->e->digest) == 0)
-            return DL_OK;
-        snprintf(err, errlen, "%s: %s mismatch: expected %s, got %s", o->e->path,
-                 kind_names[o->e->digest_kind], o->e->digest, got);
-        return DL_ERR_INTEGRITY;
+        return dl_digest_check(o->e, got, err, errlen);
     }
     pthread_mutex_unlock(&o->lock);
     enum dl_status st = dl_verify_file(o->fd, o->e, err, errlen);
