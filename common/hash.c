@@ -8,6 +8,7 @@
  * built once, on first use, under pthread_once. */
 #include "hash.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Reflected form of the ECMA-182 polynomial 0x42F0E1EBA9EA3693. */
 #define CRC64_POLY_REFLECTED 0xC96C5795D7870F42ULL
@@ -189,4 +191,29 @@ void cm_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msgl
     /* Key lengths here are a secret or a 32-byte derived key, far below INT_MAX. */
     if (!HMAC(EVP_sha256(), key, (int)keylen, msg, msglen, out, &outlen) || outlen != 32)
         memset(out, 0, 32);
+}
+
+int cm_hash_fd(struct cm_hash *h, int fd, uint64_t off, uint64_t len)
+{
+    enum { PIECE = 1 << 20 };
+    char *buf = malloc(PIECE);
+    int rc = 0;
+    if (!buf)
+        return -ENOMEM;
+    while (len) {
+        size_t want = len < PIECE ? (size_t)len : PIECE;
+        ssize_t n = pread(fd, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? -errno : len == UINT64_MAX ? 0 : -EIO;
+            break;
+        }
+        cm_hash_update(h, buf, (size_t)n);
+        off += (uint64_t)n;
+        if (len != UINT64_MAX)
+            len -= (uint64_t)n;
+    }
+    free(buf);
+    return rc;
 }

@@ -29,6 +29,10 @@ void cm_hash_update(struct cm_hash *h, const void *data, size_t len);
 void cm_hash_final(struct cm_hash *h, char out[65]);
 void cm_hash_free(struct cm_hash *h);
 
+/* Feed bytes [off, off+len) of the file fd to h, or up to the end of the file when len is
+ * UINT64_MAX. Returns 0; -EIO when the file ends first; -ENOMEM; or a read's negative errno. */
+int cm_hash_fd(struct cm_hash *h, int fd, uint64_t off, uint64_t len);
+
 /* CRC-64/ECMA of a buffer, continuing from crc (start with 0). */
 uint64_t cm_crc64ecma(uint64_t crc, const void *data, size_t len);
 

@@ -23,8 +23,6 @@
 #include "../common/log.h"
 #include "chunkmap.h"
 
-#define VERIFY_BUF (1u << 20)
-
 struct run;
 
 struct file_task {
@@ -60,34 +58,18 @@ enum dl_status dl_verify_file(int fd, const struct dl_entry *e, char *err, size_
     if (e->digest_kind == CM_HASH_NONE)
         return DL_OK;
     struct cm_hash *h = cm_hash_new(e->digest_kind, e->size);
-    char *buf = malloc(VERIFY_BUF);
-    if (!h || !buf) {
+    int rc = h ? cm_hash_fd(h, fd, 0, UINT64_MAX) : -ENOMEM;
+    if (rc) {
         cm_hash_free(h);
-        free(buf);
-        snprintf(err, errlen, "%s: out of memory while verifying", e->path);
+        snprintf(err, errlen, "%s: read while verifying: %s", e->path, strerror(-rc));
         return DL_ERR_LOCAL;
-    }
-    enum dl_status st = DL_OK;
-    for (off_t off = 0;;) {
-        ssize_t n = pread(fd, buf, VERIFY_BUF, off);
-        if (n < 0) {
-            snprintf(err, errlen, "%s: read while verifying: %s", e->path, strerror(errno));
-            st = DL_ERR_LOCAL;
-            break;
-        }
-        if (n == 0)
-            break;
-        cm_hash_update(h, buf, (size_t)n);
-        off += n;
     }
     cm_hash_final(h, got);
     cm_hash_free(h);
-    free(buf);
-    return st == DL_OK ? dl_digest_check(e, got, err, errlen) : st;
+    return dl_digest_check(e, got, err, errlen);
 }
 
-enum dl_status dl_digest_check(const struct dl_entry *e, const char *got, char *err,
-                               size_t errlen)
+enum dl_status dl_digest_check(const struct dl_entry *e, const char *got, char *err, size_t errlen)
 {
     static const char *const kind_names[] = {"none", "sha256", "git-sha1", "md5", "crc64ecma"};
     if (strcmp(got, e->digest) == 0)

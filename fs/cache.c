@@ -401,25 +401,6 @@ static void refetch_all(struct fs_object *o, uint64_t *dropped)
         submit_chunk(o, i, DL_PRIO_BACKGROUND);
 }
 
-/* Feed bytes [off, off+len) of the data file to h. */
-static bool hash_range(int fd, struct cm_hash *h, uint64_t off, uint64_t len)
-{
-    char *buf = malloc(1 << 20);
-    bool ok = buf != NULL;
-    while (ok && len) {
-        size_t want = len < (1 << 20) ? (size_t)len : (1 << 20);
-        ssize_t n = pread(fd, buf, want, (off_t)off);
-        ok = n > 0;
-        if (ok) {
-            cm_hash_update(h, buf, (size_t)n);
-            off += (uint64_t)n;
-            len -= (uint64_t)n;
-        }
-    }
-    free(buf);
-    return ok;
-}
-
 /* Hash, in file order, the present chunks from o->hashed on, so that verifying a complete file
  * costs about one chunk rather than the whole file. Caller holds o->lock; it is released while
  * reading. One thread hashes an object at a time; others return at once. */
@@ -438,7 +419,7 @@ static void hash_ahead_locked(struct fs_object *o)
         unsigned gen = o->hash_gen;
         struct cm_hash *h = o->hash;
         pthread_mutex_unlock(&o->lock);
-        bool ok = hash_range(o->fd, h, off, len);
+        bool ok = cm_hash_fd(h, o->fd, off, len) == 0;
         pthread_mutex_lock(&o->lock);
         if (gen != o->hash_gen || !ok) {
             /* the bytes were dropped meanwhile (or unreadable): start over later */

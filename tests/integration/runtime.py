@@ -59,6 +59,24 @@ CHUNK = 256 * 1024  # DOWNLOADER_PART_CHUNKSIZE the tests run with (unless they 
 # --------------------------------------------------------------------------
 # small helpers
 
+def read_all(path, drop_cache=False):
+    """sha256 of a file read front to back with read(2); drop_cache first evicts the file's
+    pages from the kernel page cache so the read really goes to the runtime."""
+    h = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if drop_cache:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            h.update(b)
+    finally:
+        os.close(fd)
+    return h.hexdigest()
+
+
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:

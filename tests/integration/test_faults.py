@@ -29,7 +29,7 @@ import pytest
 pytest_plugins = ["runtime"]  # the runtime_factory fixture and the watchdog
 
 from conftest import FAKES_DIR, PYTHON, ServerProcess, http_json, wait_http  # noqa: E402
-from runtime import BUILD, CHUNK, bounded, clean_env, errno_of, is_mounted, runtime_timeout, sha256  # noqa: E402
+from runtime import BUILD, CHUNK, bounded, read_all, clean_env, errno_of, is_mounted, runtime_timeout, sha256  # noqa: E402
 
 sys.path.insert(0, str(FAKES_DIR))
 import modelgen  # noqa: E402
@@ -136,22 +136,6 @@ def model_files(model_dir):
     model_dir = Path(model_dir)
     return {p.relative_to(model_dir).as_posix(): sha256(p) for p in sorted(model_dir.rglob("*"))
             if p.is_file() and not p.relative_to(model_dir).as_posix().startswith(".cache/")}
-
-
-def read_all(path, drop_cache=False):
-    h = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if drop_cache:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        while True:
-            b = os.read(fd, 1 << 20)
-            if not b:
-                break
-            h.update(b)
-    finally:
-        os.close(fd)
-    return h.hexdigest()
 
 
 def ename(e):

@@ -12,7 +12,6 @@ file spans many chunks.
 
 import errno
 import fnmatch
-import hashlib
 import mmap
 import os
 import random
@@ -29,7 +28,7 @@ import pytest
 pytest_plugins = ["runtime"]  # the runtime_factory fixture and the watchdog
 pytest.register_assert_rewrite("runtime")
 
-from runtime import (CHUNK, REPO, RUNTIME, bounded, disk_usage, errno_of, is_asan_binary,  # noqa: E402
+from runtime import (CHUNK, read_all, REPO, RUNTIME, bounded, disk_usage, errno_of, is_asan_binary,  # noqa: E402
                      is_mounted, mount_ids, runtime_timeout, sha256, tree_sha256, tree_sizes)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fakes"))
@@ -49,24 +48,6 @@ def expected(manifest):
 
 def sizes_of(manifest):
     return {k: v["size"] for k, v in manifest.items()}
-
-
-def read_all(path, drop_cache=False):
-    """sha256 of a file read front to back with read(2); drop_cache first evicts the file's
-    pages from the kernel page cache so the read really goes to the runtime."""
-    h = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if drop_cache:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        while True:
-            b = os.read(fd, 1 << 20)
-            if not b:
-                break
-            h.update(b)
-    finally:
-        os.close(fd)
-    return h.hexdigest()
 
 
 def read_errno(path, drop_cache=False):
