@@ -150,6 +150,10 @@ void cm_log(enum cm_log_level level, const char *component, const char *fmt, ...
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
     cm_redact(raw, clean, sizeof clean);
+    /* one line per event: a name or a message from outside cannot forge a line */
+    for (char *p = clean; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: %s\n", tm.tm_year + 1900,

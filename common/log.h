@@ -1,6 +1,7 @@
 /* log.h - one line per event on stderr, "LEVEL component: message key=value".
  *
- * Secrets never reach the log: every registered secret (keys, tokens) is replaced by "***"
+ * Control characters (a newline in a remote name or an API body) are written as '?', so no
+ * input can forge a line. Secrets never reach the log: every registered secret (keys, tokens) is replaced by "***"
  * before the line is written, and query-string credentials (X-Amz-Signature, X-Tos-Signature,
  * X-Amz-Credential, X-Amz-Security-Token, token=...) are masked wherever they appear. */
 #ifndef CM_LOG_H

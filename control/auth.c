@@ -9,6 +9,7 @@
 
 #include "../common/fsutil.h"
 #include "../common/hash.h"
+#include "../common/log.h"
 
 #define KEY_MAX 4096
 
@@ -38,6 +39,8 @@ int ctl_auth_load(const char *path, char *err, size_t errlen)
         return -EINVAL;
     }
     cm_sha256_hex(s, (size_t)(e - s), key_digest);
+    *e = '\0';
+    cm_log_add_secret(s); /* masked should a caller ever echo it into a logged message */
     explicit_bzero(buf, sizeof buf);
     have_key = true;
     return 0;

@@ -117,6 +117,17 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct ctl_res
     return ok;
 }
 
+/* Successes are counted in the metrics, not logged (a scrape every few seconds would drown
+ * the log); a refused or failed request is logged with the error body the caller got. */
+static void log_refusal(const char *method, const char *url, const struct ctl_response *r)
+{
+    if (r->status < 400)
+        return;
+    const char *body = r->body && (!r->content_type || strstr(r->content_type, "json")) ? r->body : "";
+    cm_log(r->status >= 500 ? CM_LOG_WARN : CM_LOG_INFO, "http", "%s %s -> %d %.300s", method, url,
+           r->status, body);
+}
+
 static enum MHD_Result dispatch(struct ctl_server *s, struct MHD_Connection *conn,
                                 const char *method, const char *url, struct upload *up)
 {
@@ -150,6 +161,7 @@ static enum MHD_Result dispatch(struct ctl_server *s, struct MHD_Connection *con
         else
             ctl_error(&resp, 404, "not found");
     }
+    log_refusal(method, url, &resp);
     enum MHD_Result ok = send_response(conn, &resp);
     free(resp.body);
     observe(s, method, url, resp.status, up);

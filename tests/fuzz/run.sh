@@ -9,7 +9,7 @@ set -eu
 secs=${1:-30}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build="$root/build-fuzz"
-harnesses="fuzz_s3_xml fuzz_tos_json fuzz_hf_json fuzz_uri fuzz_headers fuzz_promtext fuzz_jsonbody"
+harnesses="fuzz_s3_xml fuzz_tos_json fuzz_hf_json fuzz_uri fuzz_headers fuzz_promtext fuzz_jsonbody fuzz_names"
 
 if [ ! -f "$build/build.ninja" ]; then
     CC=clang meson setup "$build" "$root" -Dfuzz=true

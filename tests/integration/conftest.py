@@ -45,6 +45,8 @@ PYTHON = sys.executable
 
 sys.path.insert(0, str(FAKES_DIR))
 import modelgen  # noqa: E402
+import secrets_audit  # noqa: E402 - watches our programs' output for the suite's credentials
+from secrets_audit import pytest_sessionfinish, pytest_terminal_summary  # noqa: E402,F401
 
 
 def get_free_port():
@@ -231,7 +233,7 @@ def _copy_tree(src, dst):
 # fake Hugging Face Hub
 
 class HFHub(_FakeControl):
-    token = "hf_fake_test_token_0123456789"
+    token = secrets_audit.secret("hf_fake_test_token_0123456789")
 
     def __init__(self, root, proc, port, cdn_port):
         self.root = Path(root)
@@ -295,7 +297,7 @@ def hf_hub(tmp_path):
 
 class TOSServer(_FakeControl):
     ak = "AKLTfakeAccessKeyId0001"
-    sk = "fakeSecretKey/with+chars=="
+    sk = secrets_audit.secret("fakeSecretKey/with+chars==")
     region = "cn-beijing"
 
     def __init__(self, root, proc, port):
@@ -361,7 +363,7 @@ class S3Server(_FakeControl):
     SigV4 signature (s3rver itself does not) and offers faults/stats like the fakes."""
 
     ak = "S3RVER"
-    sk = "S3RVER"
+    sk = secrets_audit.secret("S3RVER-test-secret/key+0123")  # the proxy checks it; s3rver does not
     region = "us-east-1"
     bucket = "models"
 

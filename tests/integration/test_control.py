@@ -22,11 +22,12 @@ import pytest
 pytest_plugins = ["runtime"]  # runtime_factory and the watchdog
 pytest.register_assert_rewrite("runtime")
 
+import secrets_audit  # noqa: E402
 from conftest import FAKES_DIR, PYTHON, ServerProcess, get_free_port, http_json  # noqa: E402
 from runtime import RUNTIME, clean_env, is_mounted, sha256  # noqa: E402
 
 ADAPTER = "sql-lora"
-KEY = "sk-test-0123456789abcdef"
+KEY = secrets_audit.secret("sk-test-0123456789abcdef")
 
 
 # --------------------------------------------------------------------------
@@ -306,7 +307,7 @@ def test_delegation_credentials_in_the_body_override_the_environment(request, lo
     s3 = request.getfixturevalue("s3_server")
     s3.upload_tree(lora_tree.path, prefix="adapters/" + ADAPTER)
     env = {"AWS_ENDPOINT_URL_S3": s3.endpoint, "AWS_REGION": s3.region, "AWS_ACCESS_KEY_ID": "WRONG",
-           "AWS_SECRET_ACCESS_KEY": "WRONGWRONG", **engine.env()}
+           "AWS_SECRET_ACCESS_KEY": secrets_audit.secret("WRONGWRONG"), **engine.env()}
     rt = runtime_factory(env=env)
     body = {"lora_name": ADAPTER, "artifact_url": "s3://%s/adapters/%s/" % (s3.bucket, ADAPTER),
             "credentials": {"AWS_ACCESS_KEY_ID": s3.ak, "AWS_SECRET_ACCESS_KEY": s3.sk}}

@@ -18,14 +18,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import secrets_audit
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE = REPO / "tests" / "fakes" / "fake_aws_meta.py"
 ROLE_ARN = "arn:aws:iam::123456789012:role/aibrix-models"
-WEB_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2EifQ.fakeSignature-web-identity"
-CONTAINER_TOKEN = "fakeContainerAuthToken-0123456789abcdef"
-ENV_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-ENV_TOKEN = "FQoGZXIvYXdzEXAMPLETOKEN-env-session"
+WEB_TOKEN = secrets_audit.secret("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2EifQ.fakeSignature-web-identity")
+CONTAINER_TOKEN = secrets_audit.secret("fakeContainerAuthToken-0123456789abcdef")
+ENV_SECRET = secrets_audit.secret("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+ENV_TOKEN = secrets_audit.secret("FQoGZXIvYXdzEXAMPLETOKEN-env-session")
 PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 
@@ -139,6 +140,7 @@ def assert_no_secrets(proc, *extra, fake=None):
     secrets = [ENV_SECRET, ENV_TOKEN, WEB_TOKEN, CONTAINER_TOKEN, *extra]
     if fake:
         secrets += fake.stats()["issued"]
+    secrets_audit.secret(*secrets)
     for s in secrets:
         assert s not in proc.stdout and s not in proc.stderr, "secret leaked: %s" % s[:6]
 

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import secrets_audit
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("AIBRIX_BUILD_DIR", REPO / "build"))
@@ -194,7 +195,7 @@ def test_gated_repo_without_token_is_access_denied(hf_hub, tmp_path):
 
 def test_wrong_tos_secret_is_access_denied_and_not_logged(tos_server, model_tree, tmp_path):
     tos_server.put_tree("models", "m", model_tree.path)
-    env = {**tos_server.env(), "TOS_SECRET_KEY": "wrong-secret-value-123"}
+    env = {**tos_server.env(), "TOS_SECRET_KEY": secrets_audit.secret("wrong-secret-value-123")}
     r = run_download("tos://models/m/", tmp_path, env)
     assert r.returncode == 3
     assert "access" in r.stderr.lower() and "wrong-secret-value-123" not in r.stderr

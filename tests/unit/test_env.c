@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "env.h"
@@ -78,11 +80,37 @@ static void test_redact(void)
     CHECK_STR(out, "k=***");
 }
 
+/* A hostile name with a newline, a carriage return and an escape in a message stays on one
+ * line of the log, and a registered secret in it is masked. */
+static void test_log_one_line(void)
+{
+    char path[] = "/tmp/test_env_logXXXXXX", buf[512] = "";
+    int fd = mkstemp(path), saved = dup(2);
+    CHECK(fd >= 0 && saved >= 0);
+    unlink(path);
+    fflush(stderr);
+    dup2(fd, 2);
+    cm_log_set_level(CM_LOG_INFO);
+    cm_log_add_secret("hostile-secret-1234");
+    cm_info("test", "skipping '%s'", "a\n2026-01-01T00:00:00.000Z ERROR fake: forged\r\x1b[2J hostile-secret-1234");
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    CHECK(n > 0);
+    const char *msg = strstr(buf, "INFO test: ");
+    CHECK(msg != NULL);
+    if (msg)
+        CHECK_STR(msg, "INFO test: skipping 'a?2026-01-01T00:00:00.000Z ERROR fake: forged??[2J ***'\n");
+}
+
 int main(void)
 {
     test_bool();
     test_size();
     test_env();
     test_redact();
+    test_log_one_line();
     return check_done();
 }
