@@ -28,6 +28,7 @@
 
 struct dl_http {
     CURLSH *share;
+    char ca_file[4096]; /* "" = the system's CA store */
     pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
     struct dl_http_policy policy;
     struct dl_http_stats stats;
@@ -77,6 +78,33 @@ static void global_init(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* TLS peers are always verified; there is no switch to turn that off. A private CA (an
+ * in-cluster MinIO, a corporate proxy) is trusted by pointing one of the variables the Python
+ * clients read at a PEM bundle, which then replaces the system store, as it does for them. */
+static const char *const ca_vars[] = {"AIBRIX_CA_BUNDLE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE",
+                                      "SSL_CERT_FILE"};
+
+static int trust_ca_bundle(struct dl_http *h)
+{
+    static atomic_bool told;
+    for (size_t i = 0; i < sizeof ca_vars / sizeof *ca_vars; i++) {
+        const char *path = getenv(ca_vars[i]);
+        if (!path || !*path)
+            continue;
+        if (strlen(path) >= sizeof h->ca_file || access(path, R_OK) != 0) {
+            cm_error("http", "%s=%s: cannot read the CA bundle: %s", ca_vars[i], path,
+                     strlen(path) >= sizeof h->ca_file ? "path too long" : strerror(errno));
+            return -EINVAL;
+        }
+        snprintf(h->ca_file, sizeof h->ca_file, "%s", path);
+        if (!atomic_exchange(&told, true))
+            cm_info("http", "TLS peers are verified against the CA bundle %s (from %s)", path,
+                    ca_vars[i]);
+        return 0;
+    }
+    return 0;
+}
+
 struct dl_http *dl_http_new(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -108,6 +136,10 @@ struct dl_http *dl_http_new(void)
     };
     if (h->policy.max_attempts == 0)
         h->policy.max_attempts = 1;
+    if (trust_ca_bundle(h) != 0) {
+        dl_http_free(h);
+        return NULL;
+    }
     return h;
 }
 
@@ -563,6 +595,10 @@ static void configure(struct dl_http_conn *c, const struct dl_http_req *req, con
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    /* a hostile Location (file://, ftp://, ...) must never be fetched */
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (c->http->ca_file[0])
+        curl_easy_setopt(e, CURLOPT_CAINFO, c->http->ca_file);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, p->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1024L);
@@ -692,6 +728,11 @@ enum dl_status dl_http_do(struct dl_http_conn *c, const struct dl_http_req *req,
                          !loc                        ? "redirect without Location"
                          : redirects > MAX_REDIRECTS ? "too many redirects"
                                                      : "redirect target too long");
+                return DL_ERR_INVALID;
+            }
+            if (strncasecmp(url, "https:", 6) == 0 && strncasecmp(loc, "https:", 6) != 0) {
+                snprintf(err, errlen, "%s: redirect from https to a plain or unknown scheme refused",
+                         safe);
                 return DL_ERR_INVALID;
             }
             snprintf(url, sizeof url, "%s", loc);

@@ -30,7 +30,9 @@ RepoNotFound without a valid token), aliases ({"old/name": "new/name"}: renamed
 repos answered with a relative 307), cdn_ttl (seconds a CDN URL stays valid).
 
 Run: python3 fake_hf.py --root DIR [--port P] [--cdn-port Q] [--page-size N]
-     [--token T] [--gated org/name] ...   prints "READY <port> <cdnport>".
+     [--token T] [--gated org/name] [--tls-cert PEM --tls-key PEM] ...
+     prints "READY <port> <cdnport>". With --tls-cert both ports speak HTTPS and every URL
+     the fake hands out (CDN Location, next-page Link) says https.
 """
 
 import argparse
@@ -40,6 +42,7 @@ import hmac
 import json
 import os
 import secrets
+import ssl
 import sys
 import threading
 import time
@@ -151,6 +154,7 @@ class HFApp:
         self.reset_config()
         self.port = None
         self.cdn_port = None
+        self.scheme = "https" if args.tls_cert else "http"
         self._snap_lock = threading.Lock()
         self._snaps = {}  # dir -> (signature, Snapshot)
 
@@ -273,7 +277,7 @@ class HFApp:
             "Signature": self.cdn_sign(path, expires),
             "Key-Pair-Id": "KFAKEHFCDNKEYPAIR",
         }, quote_via=urllib.parse.quote)
-        return "http://127.0.0.1:%d%s?%s" % (self.cdn_port, path, q)
+        return "%s://127.0.0.1:%d%s?%s" % (self.scheme, self.cdn_port, path, q)
 
 
 def _req_id():
@@ -470,7 +474,7 @@ class HFHandler(FakeHandler):
             nq["cursor"] = base64.urlsafe_b64encode(json.dumps({"o": offset + ps}).encode()).decode().rstrip("=")
             host = self.headers.get("Host") or "127.0.0.1:%d" % self.app.port
             raw_path = self.path.partition("?")[0]
-            url = "http://%s%s?%s" % (host, raw_path, urllib.parse.urlencode(nq))
+            url = "%s://%s%s?%s" % (self.app.scheme, host, raw_path, urllib.parse.urlencode(nq))
             headers["Link"] = '<%s>; rel="next"' % url
         self.send_json(200, page, headers)
 
@@ -621,6 +625,13 @@ def start(args):
     app = HFApp(args)
     main = FakeServer((args.host, args.port), HFHandler, app)
     cdn = FakeServer((args.host, args.cdn_port), CDNHandler, app)
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        for server in (main, cdn):
+            # the handshake runs in the handler thread, so a client that refuses the
+            # certificate never stalls the accept loop
+            server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     app.port = main.server_address[1]
     app.cdn_port = cdn.server_address[1]
     fakecommon.serve_forever_in_thread(main)
@@ -640,6 +651,8 @@ def parse_args(argv=None):
     p.add_argument("--token", action="append", help="a valid access token (repeatable)")
     p.add_argument("--gated", action="append", help="org/name of a gated repo (repeatable)")
     p.add_argument("--private", action="append", help="org/name of a private repo (repeatable)")
+    p.add_argument("--tls-cert", help="PEM certificate: serve HTTPS on both ports")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--verbose", action="store_true")
     return p.parse_args(argv)
 

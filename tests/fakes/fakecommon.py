@@ -51,6 +51,7 @@ import hashlib
 import hmac
 import json
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -291,6 +292,9 @@ class FakeHandler(BaseHTTPRequestHandler):
     _conn_ids = iter(range(1, 1 << 62))
 
     def setup(self):
+        if isinstance(self.request, ssl.SSLSocket):  # fake_hf --tls-cert: handshake in this thread
+            self.request.settimeout(self.timeout)
+            self.request.do_handshake()
         super().setup()
         self.conn_id = next(FakeHandler._conn_ids)
         self._conn_counted = False  # connections are counted at their first non-control request
