@@ -58,14 +58,9 @@ static const struct {
      "Fetched files whose content did not match the source's checksum (sha256, git sha1, md5 "
      "ETag, crc64); each mismatch counts, the first one is fetched again.",
      EXP_COUNTER, STAT(integrity_failures)},
-    {"aibrix_remote_requests_total",
-     "HTTP requests sent to model sources (Hugging Face, S3, TOS), every attempt counted.",
-     EXP_COUNTER, STAT(remote_requests)},
     {"aibrix_remote_retries_total",
      "Requests to model sources that failed transiently and were tried again.", EXP_COUNTER,
      STAT(remote_retries)},
-    {"aibrix_remote_bytes_total", "Body bytes received from model sources.", EXP_COUNTER,
-     STAT(remote_bytes)},
     {"aibrix_remote_failures_total",
      "Requests to model sources that failed for good (not retryable, or out of retries).",
      EXP_COUNTER, STAT(remote_failures)},
@@ -99,6 +94,41 @@ static void provide_fs_stat(void *ctx, struct exp_emitter *e)
     fs_get_stats(fs, &st);
     memcpy(&v, (const char *)&st + fs_families[c->row].off, sizeof v);
     exp_emit(e, NULL, (double)v);
+}
+
+/* aibrix_remote_requests_total{source,status}: every attempt, by the answer it got
+ * ("error" when none came); aibrix_remote_bytes_total{source}. */
+static void provide_remote_requests(void *ctx, struct exp_emitter *e)
+{
+    struct fs *fs = fs_of(ctx);
+    if (!fs)
+        return;
+    const struct dl_http_stats *hs = fs_remote_stats(fs);
+    for (int o = 0; o < DL_ORIGIN_COUNT; o++) {
+        for (int s = 0; s < DL_HTTP_STATUS_SLOTS; s++) {
+            uint64_t n = atomic_load_explicit(&hs->attempts_by[o][s], memory_order_relaxed);
+            if (!n)
+                continue;
+            char status[8];
+            snprintf(status, sizeof status, "%d", s);
+            const char *vals[] = {dl_origin_name((enum dl_origin)o), s ? status : "error"};
+            exp_emit(e, vals, (double)n);
+        }
+    }
+}
+
+static void provide_remote_bytes(void *ctx, struct exp_emitter *e)
+{
+    struct fs *fs = fs_of(ctx);
+    if (!fs)
+        return;
+    const struct dl_http_stats *hs = fs_remote_stats(fs);
+    for (int o = 0; o < DL_ORIGIN_COUNT; o++) {
+        uint64_t n = atomic_load_explicit(&hs->bytes_by_origin[o], memory_order_relaxed);
+        const char *vals[] = {dl_origin_name((enum dl_origin)o)};
+        if (n)
+            exp_emit(e, vals, (double)n);
+    }
 }
 
 static void provide_model_bytes(struct rt_metrics *m, struct exp_emitter *e, bool cached)
@@ -165,9 +195,27 @@ static int register_fs_families(struct rt_metrics *m, char *err, size_t errlen)
         .provider = provide_model_cached,
         .provider_ctx = m,
     };
+    const struct exp_metric_def requests = {
+        .name = "aibrix_remote_requests_total",
+        .help = "HTTP requests sent to model sources, every attempt counted, by source "
+                "(huggingface, s3, tos) and the status it got (\"error\": no answer).",
+        .type = EXP_COUNTER,
+        .labels = {"source", "status"},
+        .provider = provide_remote_requests,
+        .provider_ctx = m,
+    };
+    const struct exp_metric_def bytes = {
+        .name = "aibrix_remote_bytes_total",
+        .help = "Body bytes received from model sources, by source.",
+        .type = EXP_COUNTER,
+        .labels = {"source"},
+        .provider = provide_remote_bytes,
+        .provider_ctx = m,
+    };
     m->read_latency = exp_metric_register(&latency, err, errlen);
     if (!m->read_latency || !exp_metric_register(&total, err, errlen) ||
-        !exp_metric_register(&cached, err, errlen))
+        !exp_metric_register(&cached, err, errlen) || !exp_metric_register(&requests, err, errlen) ||
+        !exp_metric_register(&bytes, err, errlen))
         return -EINVAL;
     atomic_store(&read_latency, m->read_latency);
     return 0;

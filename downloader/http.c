@@ -457,6 +457,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
         }
         a->delivered += n - off;
         atomic_fetch_add(&a->http->stats.bytes, n - off);
+        atomic_fetch_add(&a->http->stats.bytes_by_origin[a->req->origin], n - off);
         /* a server that ignored the range sends the rest of the object: stop here (a
          * response that ends exactly at the range end keeps its connection alive) */
         if (overrun) {
@@ -496,6 +497,18 @@ static bool same_origin(const char *a, const char *b)
     curl_url_cleanup(ua);
     curl_url_cleanup(ub);
     return same;
+}
+
+const char *dl_origin_name(enum dl_origin o)
+{
+    static const char *const names[DL_ORIGIN_COUNT] = {"other", "huggingface", "s3", "tos"};
+    return o < DL_ORIGIN_COUNT ? names[o] : "other";
+}
+
+static void count_attempt(struct dl_http *h, enum dl_origin o, long status)
+{
+    size_t slot = status >= 100 && status < DL_HTTP_STATUS_SLOTS ? (size_t)status : 0;
+    atomic_fetch_add(&h->stats.attempts_by[o < DL_ORIGIN_COUNT ? o : DL_ORIGIN_OTHER][slot], 1);
 }
 
 static bool retryable_status(long s)
@@ -708,6 +721,7 @@ enum dl_status dl_http_do(struct dl_http_conn *c, const struct dl_http_req *req,
             rc = CURLE_OK;
         a.delivered += cur.delivered;
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &resp->status);
+        count_attempt(c->http, req->origin, rc == CURLE_OK ? resp->status : 0);
 
         double hint = -1;
         cm_redact(url, safe, sizeof safe);

@@ -34,12 +34,23 @@ struct dl_http_policy {
                                 DOWNLOADER_STALL_TIMEOUT) */
 };
 
+/* Which kind of origin a request is for: the metrics' source label. */
+enum dl_origin { DL_ORIGIN_OTHER, DL_ORIGIN_HF, DL_ORIGIN_S3, DL_ORIGIN_TOS, DL_ORIGIN_COUNT };
+/* "other", "huggingface", "s3", "tos" (the names cm_uri_source_name gives the URI kinds). */
+const char *dl_origin_name(enum dl_origin o);
+
+/* Per-attempt answers are counted by HTTP status; slot 0 counts attempts that got none
+ * (connection refused, reset, timeout, TLS failure). */
+#define DL_HTTP_STATUS_SLOTS 600
+
 /* Counters for metrics; updated atomically by every connection. */
 struct dl_http_stats {
-    atomic_uint_fast64_t requests;
+    atomic_uint_fast64_t requests; /* every attempt */
     atomic_uint_fast64_t retries;
     atomic_uint_fast64_t bytes;
     atomic_uint_fast64_t failures;
+    atomic_uint_fast64_t bytes_by_origin[DL_ORIGIN_COUNT];
+    atomic_uint_fast64_t attempts_by[DL_ORIGIN_COUNT][DL_HTTP_STATUS_SLOTS];
 };
 
 struct dl_http;
@@ -88,6 +99,7 @@ struct dl_http_req {
     size_t max_body;           /* bound on collected bodies; 0 = 16 MiB */
     bool no_retry;             /* one attempt only (probes such as IMDS) */
     const atomic_bool *cancel; /* when set and true, the request stops with DL_ERR_CANCELLED */
+    enum dl_origin origin;     /* for the metrics only */
 };
 
 struct dl_http_resp {

@@ -388,7 +388,8 @@ static enum dl_status list_pages(struct objstore *o, struct dl_http_conn *c, str
             st = DL_ERR_INVALID;
             break;
         }
-        struct dl_http_req req = {.url = url, .sign = sign_request, .sign_ctx = o};
+        struct dl_http_req req = {
+            .url = url, .sign = sign_request, .sign_ctx = o, .origin = o->kind->origin};
         struct dl_http_resp resp;
         st = dl_http_do(c, &req, &resp, herr, sizeof herr);
         if (st != DL_OK)
@@ -488,6 +489,7 @@ static enum dl_status os_read(struct dl_source *s, struct dl_http_conn *c, const
     }
     struct dl_http_req req = {
         .url = url,
+        .origin = o->kind->origin,
         .headers = pinned ? headers : NULL,
         .sign = sign_request,
         .sign_ctx = o,

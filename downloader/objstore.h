@@ -27,6 +27,7 @@ struct dl_objstore_error {
 
 struct dl_objstore_kind {
     const char *scheme; /* "s3" / "tos": URIs in messages, log component */
+    enum dl_origin origin; /* the metrics' source label */
     enum dl_sign_flavor flavor;
     const char *service;     /* AWS4 service name ("s3"); unused by TOS4 */
     const char *hdr_date;    /* "x-amz-date" / "x-tos-date" */

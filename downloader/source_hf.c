@@ -316,7 +316,7 @@ static enum dl_status resolve_commit(struct hf_source *hs, struct dl_http_conn *
         return DL_ERR_LOCAL;
     }
     free(rev);
-    struct dl_http_req req = {.url = url, .bearer = hs->token};
+    struct dl_http_req req = {.url = url, .bearer = hs->token, .origin = DL_ORIGIN_HF};
     struct dl_http_resp resp;
     enum dl_status st = hf_do(hs, c, &req, &resp, HF_P_REPO_OR_REVISION, NULL, err, errlen);
     if (st == DL_OK) {
@@ -349,7 +349,7 @@ static enum dl_status list_tree(struct hf_source *hs, struct dl_http_conn *c,
             st = DL_ERR_INVALID;
             break;
         }
-        struct dl_http_req req = {.url = url, .bearer = bearer_for(hs, url)};
+        struct dl_http_req req = {.url = url, .bearer = bearer_for(hs, url), .origin = DL_ORIGIN_HF};
         struct dl_http_resp resp;
         st = hf_do(hs, c, &req, &resp, HF_P_REPO_OR_REVISION, NULL, err, errlen);
         if (st == DL_OK) {
@@ -441,6 +441,7 @@ static enum dl_status hf_read(struct dl_source *s, struct dl_http_conn *c, const
     struct dl_http_req req = {
         .url = url,
         .bearer = hs->token,
+        .origin = DL_ORIGIN_HF,
         .has_range = true,
         .range_start = off,
         .range_end = off + len,

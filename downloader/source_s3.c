@@ -32,6 +32,7 @@ static const struct dl_objstore_error s3_errors[] = {
 
 static const struct dl_objstore_kind s3_kind = {
     .scheme = "s3",
+    .origin = DL_ORIGIN_S3,
     .flavor = DL_SIGN_AWS4,
     .service = "s3",
     .hdr_date = "x-amz-date",

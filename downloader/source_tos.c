@@ -32,6 +32,7 @@ static const struct dl_objstore_error tos_errors[] = {
 
 static const struct dl_objstore_kind tos_kind = {
     .scheme = "tos",
+    .origin = DL_ORIGIN_TOS,
     .flavor = DL_SIGN_TOS4,
     .service = "tos",
     .hdr_date = "x-tos-date",

@@ -99,8 +99,10 @@ struct fs_stats {
     uint64_t read_ops;
     uint64_t cache_hit_bytes, cache_miss_bytes, cache_used_bytes, cache_max_bytes;
     uint64_t cache_evictions, integrity_failures;
-    uint64_t remote_requests, remote_retries, remote_bytes, remote_failures;
+    uint64_t remote_retries, remote_failures; /* by source and status: fs_remote_stats */
 };
 void fs_get_stats(struct fs *fs, struct fs_stats *out);
+/* The model sources' request counters by source and status (read with atomic loads). */
+const struct dl_http_stats *fs_remote_stats(struct fs *fs);
 
 #endif

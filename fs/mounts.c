@@ -539,6 +539,11 @@ bool fs_mount_get(struct fs *fs, const char *name, struct fs_mount_status *st)
     return m != NULL;
 }
 
+const struct dl_http_stats *fs_remote_stats(struct fs *fs)
+{
+    return dl_http_stats(fs->http);
+}
+
 void fs_get_stats(struct fs *fs, struct fs_stats *out)
 {
     struct fs_cache_stats cs;
@@ -553,9 +558,7 @@ void fs_get_stats(struct fs *fs, struct fs_stats *out)
         .cache_max_bytes = cs.bytes_max,
         .cache_evictions = cs.evictions,
         .integrity_failures = cs.integrity_failures,
-        .remote_requests = atomic_load(&hs->requests),
         .remote_retries = atomic_load(&hs->retries),
-        .remote_bytes = atomic_load(&hs->bytes),
         .remote_failures = atomic_load(&hs->failures),
     };
 }

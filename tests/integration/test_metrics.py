@@ -30,7 +30,8 @@ import pytest
 
 from conftest import FAKES_DIR, PYTHON, ServerProcess, get_free_port, wait_http
 
-pytest_plugins = ["runtime"]  # runtime_factory: the one test that mounts a model
+pytest_plugins = ["runtime"]  # runtime_factory: the tests that mount a model
+from runtime import read_all  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("AIBRIX_BUILD_DIR", REPO / "build"))
@@ -637,11 +638,37 @@ def test_mount_metrics(runtime_factory, model_tree, engine_factory):
     assert exp.value("aibrix_cache_size_bytes") > 0
     assert exp.value("aibrix_cache_max_bytes") > 0
     for fam in ("aibrix_cache_hit_bytes_total", "aibrix_cache_evictions_total", "aibrix_integrity_failures_total",
-                "aibrix_remote_requests_total", "aibrix_remote_retries_total", "aibrix_remote_bytes_total",
-                "aibrix_remote_failures_total"):
+                "aibrix_remote_retries_total", "aibrix_remote_failures_total"):
         assert exp.value(fam) is not None, fam
         assert exp.types[fam] == "counter", fam
         assert exp.helps[fam], fam
+    # by source (and status): a file:// model sends no request, so these have no sample (and
+    # a family without samples is not written)
+    for fam in ("aibrix_remote_requests_total", "aibrix_remote_bytes_total"):
+        assert not [s for s in exp.samples if s[0] == fam], fam
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")
+def test_remote_requests_are_counted_by_source_and_status(runtime_factory, hf_hub):
+    """SPEC §6: remote bytes and requests by source and status. Every attempt counts with
+    the answer it got: the Hub's 302s to its CDN, the 206s of ranged reads, a 503 the Hub
+    was told to send once; bytes match what the Hub says it served."""
+    repo = "acme/counted"
+    manifest = hf_hub.add_repo(repo, size="3M", seed=61)
+    rt = runtime_factory("c=hf://%s,prefetch=none" % repo, env=hf_hub.env())
+    hf_hub.faults({"match": "resolve", "status": 503, "count": 1})
+    for rel in manifest:
+        read_all(rt.mount / "c" / rel)
+    status, text = rt.get("/metrics")
+    assert status == 200, text
+    exp = assert_valid(text.encode())
+    got = {l["status"]: v for n, l, v in exp.samples
+           if n == "aibrix_remote_requests_total" and l["source"] == "huggingface"}
+    assert got.get("503") == 1, got
+    assert got.get("302", 0) >= 1 and got.get("206", 0) >= 1, got
+    assert set(l["source"] for n, l, v in exp.samples if n == "aibrix_remote_requests_total") == {"huggingface"}
+    served = sum(v for k, v in hf_hub.stats()["bytes_by_path"].items() if k.startswith(repo + "/"))
+    assert exp.value("aibrix_remote_bytes_total", source="huggingface") == served
 
 
 # ---------------------------------------------------------------------------------------
