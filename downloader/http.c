@@ -756,8 +756,11 @@ enum dl_status dl_http_do(struct dl_http_conn *c, const struct dl_http_req *req,
         if (rc == CURLE_OK && resp->status >= 200 && resp->status < 300 && !cur.range_bad) {
             bool short_body = req->has_range && req->sink && strcmp(method, "HEAD") != 0 &&
                               a.want_start + a.delivered < req->range_end;
-            if (!short_body)
+            if (!short_body) {
+                if (req->final_url && req->final_url_len)
+                    snprintf(req->final_url, req->final_url_len, "%s", url);
                 return DL_OK;
+            }
             snprintf(msg, sizeof msg, "body ended %llu bytes early",
                      (unsigned long long)(req->range_end - a.want_start - a.delivered));
             st = DL_ERR_TRANSIENT;

@@ -100,6 +100,9 @@ struct dl_http_req {
     bool no_retry;             /* one attempt only (probes such as IMDS) */
     const atomic_bool *cancel; /* when set and true, the request stops with DL_ERR_CANCELLED */
     enum dl_origin origin;     /* for the metrics only */
+    char *final_url;           /* when set, a success copies the URL that answered (after
+                                  redirects) here, truncated to final_url_len */
+    size_t final_url_len;
 };
 
 struct dl_http_resp {

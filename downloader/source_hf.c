@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "env.h"
 #include "log.h"
@@ -35,8 +36,12 @@ struct hf_source {
     char repo[256];
     char revision[256];
     char *token;          /* owned; NULL when none was found */
-    pthread_mutex_t lock; /* guards commit */
+    pthread_mutex_t lock; /* guards commit and cdn */
     char commit[41];      /* "" until list resolved the revision; never changes after */
+    struct cdn_url {
+        char *path, *url; /* owned */
+        time_t until;
+    } cdn[64];
 };
 
 /* ---- configuration ---------------------------------------------------------------------- */
@@ -409,6 +414,70 @@ static enum dl_status hf_list(struct dl_source *s, struct dl_http_conn *c, struc
 
 /* ---- read --------------------------------------------------------------------------------- */
 
+/* The Hub answers /resolve of an LFS file with a redirect to a signed CDN URL on another
+ * origin. Asking /resolve again for every chunk doubles the requests and adds a round trip to
+ * the Hub, so each file's CDN URL is remembered (a slot per hash of its path) for at most
+ * CDN_REUSE_S seconds, never past its own Expires, and reused without the token. When the CDN
+ * refuses it, the read goes through /resolve again. */
+#define CDN_REUSE_S 300
+#define CDN_MARGIN_S 30
+
+static struct cdn_url *cdn_slot(struct hf_source *hs, const char *path)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (const char *p = path; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return &hs->cdn[h % (sizeof hs->cdn / sizeof hs->cdn[0])];
+}
+
+/* A copy of the remembered CDN URL of path, or NULL. */
+static char *cdn_lookup(struct hf_source *hs, const char *path)
+{
+    char *url = NULL;
+    pthread_mutex_lock(&hs->lock);
+    struct cdn_url *s = cdn_slot(hs, path);
+    if (s->path && strcmp(s->path, path) == 0 && time(NULL) < s->until)
+        url = strdup(s->url);
+    pthread_mutex_unlock(&hs->lock);
+    return url;
+}
+
+static void cdn_set(struct hf_source *hs, const char *path, const char *url, time_t until)
+{
+    pthread_mutex_lock(&hs->lock);
+    struct cdn_url *s = cdn_slot(hs, path);
+    if (url || (s->path && strcmp(s->path, path) == 0)) {
+        free(s->path), free(s->url);
+        *s = (struct cdn_url){0};
+        if (url && (s->path = strdup(path)) && !(s->url = strdup(url)))
+            free(s->path), s->path = NULL;
+        s->until = until;
+    }
+    pthread_mutex_unlock(&hs->lock);
+}
+
+/* Remember where /resolve sent a read, when it went to another origin (never one that
+ * would get the token). */
+static void cdn_remember(struct hf_source *hs, const char *path, const char *url)
+{
+    char origin[1024], authority[512];
+    if (url_origin(url, origin, sizeof origin, authority, sizeof authority) != 0 ||
+        strcmp(origin, hs->origin) == 0)
+        return;
+    time_t now = time(NULL), until = now + CDN_REUSE_S;
+    const char *q = strchr(url, '?');
+    for (const char *p = q; p && (p = strstr(p, "Expires=")); p++) {
+        if (p[-1] != '?' && p[-1] != '&')
+            continue;
+        long long exp = strtoll(p + 8, NULL, 10);
+        if (exp - CDN_MARGIN_S < until)
+            until = (time_t)(exp - CDN_MARGIN_S);
+        break;
+    }
+    if (until > now)
+        cdn_set(hs, path, url, until);
+}
+
 static enum dl_status hf_read(struct dl_source *s, struct dl_http_conn *c, const struct dl_entry *e,
                               uint64_t off, uint64_t len, dl_http_sink_fn sink, void *ctx,
                               char *err, size_t errlen)
@@ -438,6 +507,7 @@ static enum dl_status hf_read(struct dl_source *s, struct dl_http_conn *c, const
         return DL_ERR_LOCAL;
     }
     free(path);
+    char final_url[8192];
     struct dl_http_req req = {
         .url = url,
         .bearer = hs->token,
@@ -449,7 +519,28 @@ static enum dl_status hf_read(struct dl_source *s, struct dl_http_conn *c, const
         .sink_ctx = ctx,
     };
     struct dl_http_resp resp;
-    enum dl_status st = hf_do(hs, c, &req, &resp, HF_P_ENTRY, e->path, err, errlen);
+    enum dl_status st = DL_ERR_NOTFOUND;
+    char *cdn = cdn_lookup(hs, e->path);
+    if (cdn) {
+        struct dl_http_req direct = req;
+        direct.url = cdn;
+        direct.bearer = NULL;
+        st = dl_http_do(c, &direct, &resp, err, errlen);
+        free(cdn);
+        if (st == DL_ERR_ACCESS || st == DL_ERR_NOTFOUND || st == DL_ERR_INVALID) {
+            cdn_set(hs, e->path, NULL, 0); /* expired or refused: ask the Hub again */
+            dl_http_resp_free(&resp);
+            cdn = NULL;
+        }
+    }
+    if (!cdn) {
+        req.final_url = final_url;
+        req.final_url_len = sizeof final_url;
+        final_url[0] = '\0';
+        st = hf_do(hs, c, &req, &resp, HF_P_ENTRY, e->path, err, errlen);
+        if (st == DL_OK && final_url[0])
+            cdn_remember(hs, e->path, final_url);
+    }
     /* The commit pins the content; a size that differs from the listing means the origin
      * (or a mirror in front of it) is serving something else. */
     int64_t total = resp.total_size >= 0 ? resp.total_size
@@ -473,6 +564,8 @@ static void hf_destroy(struct dl_source *s)
     if (!hs)
         return;
     pthread_mutex_destroy(&hs->lock);
+    for (size_t i = 0; i < sizeof hs->cdn / sizeof hs->cdn[0]; i++)
+        free(hs->cdn[i].path), free(hs->cdn[i].url);
     free(hs->token);
     free(hs);
 }

@@ -19,6 +19,7 @@ conftest.py installs it by importing this module and re-exporting the two hooks.
 
 import http.client
 import os
+import struct
 import subprocess
 import tempfile
 import threading
@@ -30,7 +31,7 @@ _lock = threading.Lock()
 _secrets = set()
 _files = {}           # path -> what wrote it
 _live_ports = {}      # port -> Popen of an aibrix_runtime
-_transcript = tempfile.TemporaryFile()  # "what\0text\n\0" records
+_transcript = tempfile.TemporaryFile()  # records: u32 len, what, u64 len, data (binary-safe)
 _counts = {"outputs": 0, "responses": 0}
 
 
@@ -49,7 +50,8 @@ def _record(what, data, kind):
     if isinstance(data, str):
         data = data.encode("utf-8", "replace")
     with _lock:
-        _transcript.write(what.encode("utf-8", "replace") + b"\0" + data + b"\n\0")
+        what = what.encode("utf-8", "replace")
+        _transcript.write(struct.pack("<I", len(what)) + what + struct.pack("<Q", len(data)) + data)
         _counts[kind] += 1
 
 
@@ -129,12 +131,19 @@ http.client.HTTPConnection.getresponse = _audited_getresponse
 # ---- the verdict -----------------------------------------------------------------------------
 
 def _texts():
-    _transcript.flush()
-    _transcript.seek(0)
-    for rec in _transcript.read().split(b"\n\0"):
-        if rec:
-            what, _, data = rec.partition(b"\0")
-            yield what.decode(), data
+    with _lock:
+        _transcript.flush()
+        _transcript.seek(0)
+        raw = _transcript.read()
+        _transcript.seek(0, os.SEEK_END)
+    i = 0
+    while i < len(raw):
+        (n,) = struct.unpack_from("<I", raw, i)
+        what = raw[i + 4:i + 4 + n].decode("utf-8", "replace")
+        (m,) = struct.unpack_from("<Q", raw, i + 4 + n)
+        start = i + 12 + n
+        yield what, raw[start:start + m]
+        i = start + m
     for path, name in sorted(_files.items()):
         try:
             with open(path, "rb") as f:

@@ -131,7 +131,8 @@ def model_opt(uri, **opts):
 # --------------------------------------------------------------------------
 # reading through the mount
 
-@pytest.mark.parametrize("kind", ["file", "hf", "s3", "tos"])
+@pytest.mark.parametrize("kind", [pytest.param("file", marks=pytest.mark.valgrind),
+                                  pytest.param("hf", marks=pytest.mark.valgrind), "s3", "tos"])
 def test_lazy_mount_shows_exact_sizes_before_any_fetch_then_every_byte(kind, request, model_tree_factory,
                                                                        runtime_factory):
     """ls -l shows exact sizes before a byte is fetched; every file read through the mount
@@ -209,6 +210,29 @@ def test_mmap_random_tensor_reads_equal_the_source(hf_hub, runtime_factory):
     bounded(check, timeout=120, what="mmap reads")
 
 
+def test_hf_lfs_reads_reuse_the_cdn_url_and_ask_the_hub_again_when_the_cdn_refuses_it(hf_hub, runtime_factory):
+    """The Hub redirects each /resolve of an LFS file to a signed CDN URL: the mount asks the
+    Hub once per file and reads every chunk from the CDN URL (without the token). When the
+    CDN refuses a remembered URL (403: expired or revoked), the read asks the Hub again and
+    still returns the right bytes. One fetch thread, so the counts are exact."""
+    o = hf_origin(hf_hub, size="6M", seed=71, shards=1)
+    src = o.src / "model.safetensors"
+    chunks = -(-src.stat().st_size // CHUNK)
+    assert chunks >= 16
+    rt = runtime_factory(model_opt(o.uri, prefetch="none"), env={**o.env, "DOWNLOADER_NUM_THREADS": "1"})
+    hf_hub.reset()
+    hf_hub.faults({"match": "cdn", "status": 403, "skip": chunks // 2, "count": 1})
+    assert read_all(rt.mount / NAME / "model.safetensors") == sha256(src)
+    log = [e for e in hf_hub.stats()["log"] if (e["key"] or "").endswith("model.safetensors")
+           or e["kind"] == "cdn"]
+    resolves = [e for e in log if e["kind"] == "resolve"]
+    cdn = [e for e in log if e["kind"] == "cdn"]
+    assert [e["status"] for e in resolves] == [302, 302], resolves
+    assert sorted(e["status"] for e in cdn) == [206] * chunks + [403], [e["status"] for e in cdn]
+    assert not any(e["auth"] for e in cdn), "the token went to the CDN"
+
+
+@pytest.mark.valgrind
 def test_eight_threads_of_random_preads_get_correct_bytes(hf_hub, runtime_factory):
     o = hf_origin(hf_hub, size="8M", seed=6)
     rt = runtime_factory(model_opt(o.uri, prefetch="none"), env={**o.env, "DOWNLOADER_NUM_THREADS": "4"})
@@ -291,6 +315,7 @@ def test_allow_and_ignore_patterns(hf_hub, runtime_factory):
 # --------------------------------------------------------------------------
 # the errno table (docs/semantics.md), row by row
 
+@pytest.mark.valgrind
 def test_every_write_operation_is_erofs(model_tree, runtime_factory):
     rt = runtime_factory("%s=file://%s,prefetch=none" % (NAME, model_tree.path))
     root = rt.mount / NAME
@@ -378,6 +403,7 @@ def test_origin_that_never_recovers_gives_eio_in_bounded_time_while_others_read(
     assert bad in rt.log(), "no log line names the failing file"
 
 
+@pytest.mark.valgrind
 def test_persistent_corruption_gives_eio(hf_hub, model_tree, runtime_factory):
     """Every CDN answer has a flipped byte: the file never verifies, so reading it fails
     with EIO (it is never served as good) and small files still read fine."""
@@ -425,6 +451,7 @@ def test_object_changed_after_listing_is_estale_or_eio(tos_server, model_tree, r
 # --------------------------------------------------------------------------
 # prefetch policies
 
+@pytest.mark.valgrind
 def test_prefetch_all_is_ready_only_when_everything_is_fetched_once(hf_hub, runtime_factory):
     o = hf_origin(hf_hub, size="6M", seed=9)
     total = o.total()
@@ -452,6 +479,7 @@ def test_prefetch_all_is_ready_only_when_everything_is_fetched_once(hf_hub, runt
     assert o.served_total() == total
 
 
+@pytest.mark.valgrind
 def test_prefetch_open_fetches_the_whole_file_on_first_open(hf_hub, runtime_factory):
     o = hf_origin(hf_hub, size="6M", seed=10)
     shards = sorted(k for k in o.manifest if k.endswith(".safetensors"))
@@ -574,6 +602,7 @@ def test_two_runtimes_share_one_cache_dir(hf_hub, runtime_factory, tmp_path):
 # --------------------------------------------------------------------------
 # lifecycle
 
+@pytest.mark.valgrind
 def test_sigterm_with_a_reader_blocked_on_a_stalled_origin(hf_hub, model_tree, runtime_factory):
     o = hf_origin(hf_hub, model_tree)
     rt = runtime_factory(model_opt(o.uri, prefetch="none"), env=o.env)
