@@ -68,6 +68,11 @@ struct fs {
     pthread_mutex_t handles_lock;
     struct handle *handles; /* every open file, so shutdown can free what the kernel never
                                released */
+    /* the keeper: retries prefetches that gave up (mounts.c) */
+    pthread_t keeper;
+    bool keeper_running, keeper_stop;
+    pthread_mutex_t keeper_lock;
+    pthread_cond_t keeper_wake;
 };
 
 /* Create a node under parent (NULL for the root) and register its inode. Caller holds

@@ -2,10 +2,12 @@
  * status. The FUSE side (ops.c) only reads what is built here. */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/env.h"
 #include "../common/log.h"
 #include "../common/uri.h"
 #include "fs_private.h"
@@ -295,6 +297,79 @@ static void prefetch_all(struct fs_mount *m)
     free(files);
 }
 
+/* A prefetch=all mount whose background fetch gave up (the origin was down for longer than
+ * the retries last) would stay "error", and /ready 503, until a reader happened to ask for
+ * the missing chunks. The keeper asks again: AIBRIX_PREFETCH_RETRY_SECONDS (default 10)
+ * after it sees the failure, then at doubling intervals up to 5 minutes while failures
+ * remain. Chunks already present are not fetched again. */
+#define KEEPER_MAX_WAIT_S 300
+
+static bool prefetch_gave_up(struct fs_mount *m)
+{
+    struct fs_node **files = calloc(m->listing.n ? m->listing.n : 1, sizeof *files);
+    size_t n = files ? collect_files(m->dir, files, 0) : 0;
+    bool failed = false;
+    for (size_t i = 0; i < n && !failed; i++) {
+        pthread_mutex_lock(&m->lock);
+        struct fs_object *o = files[i]->obj;
+        pthread_mutex_unlock(&m->lock);
+        failed = o && fs_object_error(o) == DL_OK && fs_object_chunk_failure(o) != DL_OK;
+    }
+    free(files);
+    return failed;
+}
+
+static void *keeper_main(void *arg)
+{
+    struct fs *fs = arg;
+    uint64_t base = cm_env_u64("AIBRIX_PREFETCH_RETRY_SECONDS", 10);
+    if (base == 0)
+        base = 1;
+    uint64_t wait = base;
+    pthread_mutex_lock(&fs->keeper_lock);
+    while (!fs->keeper_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += (time_t)wait;
+        while (!fs->keeper_stop &&
+               pthread_cond_timedwait(&fs->keeper_wake, &fs->keeper_lock, &until) == 0)
+            ;
+        if (fs->keeper_stop)
+            break;
+        pthread_mutex_unlock(&fs->keeper_lock);
+        bool retried = false;
+        pthread_rwlock_rdlock(&fs->lock);
+        for (size_t i = 0; i < fs->nmounts; i++) {
+            struct fs_mount *m = fs->mounts[i];
+            if (m->removed || m->prefetch != FS_PREFETCH_ALL || !prefetch_gave_up(m))
+                continue;
+            cm_info("mount", "%s: fetching again what the prefetch gave up on", m->name);
+            prefetch_all(m);
+            retried = true;
+        }
+        pthread_rwlock_unlock(&fs->lock);
+        if (!retried)
+            wait = base;
+        else if ((wait *= 2) > KEEPER_MAX_WAIT_S)
+            wait = KEEPER_MAX_WAIT_S;
+        pthread_mutex_lock(&fs->keeper_lock);
+    }
+    pthread_mutex_unlock(&fs->keeper_lock);
+    return NULL;
+}
+
+static void keeper_stop(struct fs *fs)
+{
+    if (!fs->keeper_running)
+        return;
+    pthread_mutex_lock(&fs->keeper_lock);
+    fs->keeper_stop = true;
+    pthread_cond_signal(&fs->keeper_wake);
+    pthread_mutex_unlock(&fs->keeper_lock);
+    pthread_join(fs->keeper, NULL);
+    fs->keeper_running = false;
+}
+
 /* ---- the filesystem ---------------------------------------------------------------------- */
 
 struct fs *fs_new(const struct fs_config *cfg, char *err, size_t errlen)
@@ -309,6 +384,8 @@ struct fs *fs_new(const struct fs_config *cfg, char *err, size_t errlen)
     fs->cfg.cache_dir = fs->cache_dir;
     pthread_rwlock_init(&fs->lock, NULL);
     pthread_mutex_init(&fs->handles_lock, NULL);
+    pthread_mutex_init(&fs->keeper_lock, NULL);
+    pthread_cond_init(&fs->keeper_wake, NULL);
     fs->http = dl_http_new();
     fs->fetch = fs->http ? dl_fetch_new(fs->http, cfg->threads) : NULL;
     fs->cache = fs->fetch ? fs_cache_open(cfg->cache_dir, cfg->cache_max_bytes, cfg->chunk_size,
@@ -325,6 +402,9 @@ struct fs *fs_new(const struct fs_config *cfg, char *err, size_t errlen)
     }
     fs->root->ino = FS_ROOT_INO;
     fs_cache_on_bad_copy(fs->cache, fs_drop_pages, fs);
+    fs->keeper_running = pthread_create(&fs->keeper, NULL, keeper_main, fs) == 0;
+    if (!fs->keeper_running)
+        cm_warn("mount", "cannot start the prefetch keeper: a prefetch that gives up is not retried");
     return fs;
 }
 
@@ -567,6 +647,9 @@ void fs_free(struct fs *fs)
 {
     if (!fs)
         return;
+    keeper_stop(fs);
+    pthread_mutex_destroy(&fs->keeper_lock);
+    pthread_cond_destroy(&fs->keeper_wake);
     /* the workers may still complete chunks: stop them before objects go away */
     dl_fetch_free(fs->fetch);
     fs->fetch = NULL;

@@ -235,6 +235,7 @@ def test_twenty_percent_mixed_faults_every_sha256_correct_retries_bounded(hf_hub
 # (b) persistent failure of one file
 
 @runtime_timeout(150)
+@pytest.mark.valgrind
 def test_one_file_failing_for_good_is_eio_others_and_api_work_then_recovers(hf_hub, proxy_factory,
                                                                              runtime_factory):
     manifest = hf_hub.add_repo(REPO_ID, size="3M", seed=22, shards=1)
@@ -260,6 +261,33 @@ def test_one_file_failing_for_good_is_eio_others_and_api_work_then_recovers(hf_h
 
     px.control(rules=[])  # the origin recovers: a later read succeeds
     assert bounded(read_all, root / victim, True, timeout=60, what="read after recovery") == manifest[victim]["sha256"]
+
+
+@runtime_timeout(120)
+def test_a_prefetch_that_gave_up_is_retried_and_the_mount_turns_ready_without_a_reader(hf_hub, proxy_factory,
+                                                                                      runtime_factory):
+    """prefetch=all while the origin fails one file for good: the prefetch gives up, the
+    mount says error and /ready is 503. When the origin recovers, the runtime fetches the
+    file again by itself (AIBRIX_PREFETCH_RETRY_SECONDS, then doubling) and /ready turns 200
+    with nobody reading."""
+    manifest = hf_hub.add_repo(REPO_ID, size="3M", seed=25, shards=1)
+    px = hf_via_proxies(hf_hub, proxy_factory, seed=25, rate=0.0)
+    px.control(rules=[{"match": re.escape("model.safetensors"), "fault": "503", "count": -1}])
+    rt = runtime_factory("%s=hf://%s,prefetch=all" % (NAME, REPO_ID), wait="mount",
+                         env={**px.env(), **FAULT_ENV, "DOWNLOADER_MAX_ATTEMPTS": "2",
+                              "AIBRIX_PREFETCH_RETRY_SECONDS": "1"})
+
+    def state():
+        status, body = rt.get("/v1/model/mounts")
+        return body["data"][0]["state"] if status == 200 and body["data"] else None
+
+    wait_until(lambda: state() == "error", 30, "the prefetch to give up")
+    assert rt.get("/ready")[0] == 503
+    px.control(rules=[])  # the origin recovers; nobody reads
+    wait_until(lambda: rt.get("/ready")[0] == 200, 40, "the mount to turn ready by itself")
+    assert state() == "fetched"
+    assert "fetching again what the prefetch gave up on" in rt.log()
+    assert {k: read_all(rt.mount / NAME / k) for k in manifest} == expected(manifest)
 
 
 # --------------------------------------------------------------------------
