@@ -91,6 +91,21 @@ const char *cm_env_str(const char *name)
     return (v && *v) ? v : NULL;
 }
 
+const char *cm_ca_bundle(const char **var)
+{
+    static const char *const vars[] = {"AIBRIX_CA_BUNDLE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE",
+                                       "SSL_CERT_FILE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = cm_env_str(vars[i]);
+        if (v) {
+            if (var)
+                *var = vars[i];
+            return v;
+        }
+    }
+    return NULL;
+}
+
 bool cm_env_bool(const char *name, bool def)
 {
     const char *v = cm_env_str(name);

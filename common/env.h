@@ -22,5 +22,9 @@ uint64_t cm_env_size(const char *name, uint64_t def);
 double cm_env_double(const char *name, double def);
 /* getenv, but NULL for an empty value. The string belongs to the environment. */
 const char *cm_env_str(const char *name);
+/* The PEM bundle TLS peers are verified against instead of the system store, from the first
+ * of AIBRIX_CA_BUNDLE, CURL_CA_BUNDLE, REQUESTS_CA_BUNDLE, SSL_CERT_FILE that is set and not
+ * empty (*var names it); NULL when none is, which means the system store. */
+const char *cm_ca_bundle(const char **var);
 
 #endif

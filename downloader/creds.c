@@ -205,6 +205,8 @@ static CURLcode http_setup(CURL *h, const struct http_req *rq, struct http_resp 
 #endif
     if (c == CURLE_OK)
         c = curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    if (c == CURLE_OK && cm_ca_bundle(NULL)) /* STS behind a private CA, as the sources */
+        c = curl_easy_setopt(h, CURLOPT_CAINFO, cm_ca_bundle(NULL));
     if (c == CURLE_OK)
         c = curl_easy_setopt(h, CURLOPT_USERAGENT, "aibrix-runtime");
     if (c == CURLE_OK && rq->headers)

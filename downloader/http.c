@@ -80,28 +80,22 @@ static void global_init(void)
 
 /* TLS peers are always verified; there is no switch to turn that off. A private CA (an
  * in-cluster MinIO, a corporate proxy) is trusted by pointing one of the variables the Python
- * clients read at a PEM bundle, which then replaces the system store, as it does for them. */
-static const char *const ca_vars[] = {"AIBRIX_CA_BUNDLE", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE",
-                                      "SSL_CERT_FILE"};
-
+ * clients read at a PEM bundle (cm_ca_bundle), which then replaces the system store, as it
+ * does for them. */
 static int trust_ca_bundle(struct dl_http *h)
 {
     static atomic_bool told;
-    for (size_t i = 0; i < sizeof ca_vars / sizeof *ca_vars; i++) {
-        const char *path = getenv(ca_vars[i]);
-        if (!path || !*path)
-            continue;
-        if (strlen(path) >= sizeof h->ca_file || access(path, R_OK) != 0) {
-            cm_error("http", "%s=%s: cannot read the CA bundle: %s", ca_vars[i], path,
-                     strlen(path) >= sizeof h->ca_file ? "path too long" : strerror(errno));
-            return -EINVAL;
-        }
-        snprintf(h->ca_file, sizeof h->ca_file, "%s", path);
-        if (!atomic_exchange(&told, true))
-            cm_info("http", "TLS peers are verified against the CA bundle %s (from %s)", path,
-                    ca_vars[i]);
+    const char *var = NULL, *path = cm_ca_bundle(&var);
+    if (!path)
         return 0;
+    if (strlen(path) >= sizeof h->ca_file || access(path, R_OK) != 0) {
+        cm_error("http", "%s=%s: cannot read the CA bundle: %s", var, path,
+                 strlen(path) >= sizeof h->ca_file ? "path too long" : strerror(errno));
+        return -EINVAL;
     }
+    snprintf(h->ca_file, sizeof h->ca_file, "%s", path);
+    if (!atomic_exchange(&told, true))
+        cm_info("http", "TLS peers are verified against the CA bundle %s (from %s)", path, var);
     return 0;
 }
 
