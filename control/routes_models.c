@@ -309,6 +309,21 @@ void ctl_route_model_mounts(void *ctx, const struct ctl_request *req, struct ctl
     for (size_t i = 0; i < n; i++)
         cJSON_AddItemToArray(data, mount_card(&all[i]));
     free(all);
+    /* mounts made at start that the filesystem does not hold: still listing, or failed */
+    struct runtime *rt = ctx;
+    for (size_t i = 0; rt->start && i < rt->cfg->nmodels; i++) {
+        struct fs_mount_status st = {.state = FS_MOUNT_LISTING};
+        pthread_mutex_lock(&rt->lock);
+        bool done = rt->start[i].done, failed = rt->start[i].failed;
+        snprintf(st.error, sizeof st.error, "%s", failed ? rt->start[i].error : "");
+        pthread_mutex_unlock(&rt->lock);
+        if (done && !failed)
+            continue;
+        snprintf(st.name, sizeof st.name, "%s", rt->cfg->models[i].name);
+        snprintf(st.uri, sizeof st.uri, "%s", rt->cfg->models[i].uri);
+        st.state = failed ? FS_MOUNT_ERROR : FS_MOUNT_LISTING;
+        cJSON_AddItemToArray(data, mount_card(&st));
+    }
     respond_object(resp, 200, o);
 }
 

@@ -24,7 +24,7 @@ pytest.register_assert_rewrite("runtime")
 
 import secrets_audit  # noqa: E402
 from conftest import FAKES_DIR, PYTHON, ServerProcess, get_free_port, http_json  # noqa: E402
-from runtime import RUNTIME, clean_env, is_mounted, sha256  # noqa: E402
+from runtime import RUNTIME, clean_env, is_mounted, scaled, sha256, wrapped  # noqa: E402
 
 ADAPTER = "sql-lora"
 KEY = secrets_audit.secret("sk-test-0123456789abcdef")
@@ -140,7 +140,7 @@ class PlainRuntime:
         self.log_path = Path(workdir) / ("plain-runtime-%d.log" % self.port)
         self._log = open(self.log_path, "wb")
         argv = [str(RUNTIME), "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "debug"]
-        self.proc = __import__("subprocess").Popen(argv + [str(a) for a in extra_args], env=clean_env(env),
+        self.proc = __import__("subprocess").Popen(wrapped(argv + list(extra_args)), env=clean_env(env),
                                                    stdout=self._log, stderr=self._log, start_new_session=True)
         deadline = time.monotonic() + 30
         while True:
@@ -161,7 +161,7 @@ class PlainRuntime:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(15)
+                self.proc.wait(scaled(15))
             except Exception:  # noqa: BLE001 - teardown
                 self.proc.kill()
                 self.proc.wait(5)
@@ -224,7 +224,7 @@ def assert_engine_read(engine, name, tree, path):
 # --------------------------------------------------------------------------
 # LoRA through the mount
 
-@pytest.mark.parametrize("kind", ["s3", "hf", "tos"])
+@pytest.mark.parametrize("kind", [pytest.param("s3", marks=pytest.mark.valgrind), "hf", "tos"])
 def test_lora_load_mounts_the_adapter_and_the_engine_reads_every_tensor_through_it(kind, request, lora_tree,
                                                                                     engine, runtime_factory):
     uri, env, server = lora_origin(kind, request, lora_tree)
@@ -262,6 +262,7 @@ def test_lora_load_mounts_the_adapter_and_the_engine_reads_every_tensor_through_
     assert ADAPTER not in os.listdir(rt.mount)
 
 
+@pytest.mark.valgrind
 def test_controller_sequence_with_bearer_token_and_credentials_secret(request, lora_tree, engine_factory,
                                                                       runtime_factory, tmp_path):
     """Replays the AIBrix controller: GET /v1/models, the delegation load with Authorization,
@@ -506,6 +507,7 @@ BAD_REQUESTS = [
 ]
 
 
+@pytest.mark.valgrind
 def test_bad_requests_get_their_status_and_an_aibrix_error_body(engine, runtime_factory, lora_tree):
     rt = runtime_factory(env=engine.env())
     wrong = []
@@ -523,6 +525,7 @@ def test_bad_requests_get_their_status_and_an_aibrix_error_body(engine, runtime_
     assert r.status == 200, r
 
 
+@pytest.mark.valgrind
 def test_api_key_guards_v1_only(engine, runtime_factory, tmp_path):
     keyfile = tmp_path / "key"
     keyfile.write_text(KEY + "\n")
@@ -557,6 +560,7 @@ def test_unreadable_or_empty_key_file_stops_the_start(tmp_path):
 # --------------------------------------------------------------------------
 # model mounts
 
+@pytest.mark.valgrind
 def test_model_mount_unmount_and_progress(request, model_tree_factory, engine, runtime_factory):
     tree = model_tree_factory(size="3M", seed=11)
     hub = request.getfixturevalue("hf_hub")
@@ -610,6 +614,7 @@ def wait_listed(rt, root, status, timeout=60, local_dir=None):
         time.sleep(0.1)
 
 
+@pytest.mark.valgrind
 def test_model_download_and_list(request, model_tree_factory, engine, plain_runtime_factory, tmp_path):
     tree = model_tree_factory(size="3M", seed=12)
     s3 = request.getfixturevalue("s3_server")
@@ -666,6 +671,7 @@ def test_lora_without_mount_point_downloads_to_the_adapter_dir(request, lora_tre
     assert not path.exists()
 
 
+@pytest.mark.valgrind
 def test_sigterm_during_a_load_waiting_for_its_fetch(request, lora_tree, engine, runtime_factory):
     """A load waiting on a stalled origin does not hold up shutdown: it is answered 503 and
     the runtime exits 0 within the 10 s budget."""
@@ -686,3 +692,28 @@ def test_sigterm_during_a_load_waiting_for_its_fetch(request, lora_tree, engine,
     assert_error(box["r"], 503, "shutting down")
     assert engine.requests() == []
     s3.faults()
+
+
+def test_mounts_made_at_start_are_listed_while_listing_and_when_they_failed(hf_hub, runtime_factory):
+    """GET /v1/model/mounts shows a start mount whose listing is still running as "listing",
+    and one whose listing failed as "error" with the reason, not only the mounts that are up."""
+    hf_hub.add_repo("acme/slow", size="1M", seed=81)
+    hf_hub.faults({"match": "tree", "delay": 3, "count": 1})
+    # start mounts are listed one after the other, in order
+    rt = runtime_factory("gone=hf://acme/no-such-repo", "slow=hf://acme/slow", env=hf_hub.env(), wait="healthz")
+    states = lambda: mounts(rt)  # noqa: E731
+
+    deadline = time.monotonic() + 20
+    while not (states().get("slow", {}).get("state") == "listing" and states().get("gone", {}).get("state") == "error"):
+        assert time.monotonic() < deadline, states()
+        time.sleep(0.05)
+    card = states()
+    assert card["slow"]["model_uri"] == "hf://acme/slow"
+    assert "no-such-repo" in card["gone"]["error"], card["gone"]
+    assert rt.get("/ready")[0] == 503
+    while states()["slow"]["state"] == "listing":
+        assert time.monotonic() < deadline + 10, states()
+        time.sleep(0.05)
+    assert states()["slow"]["state"] in ("fetching", "fetched")
+    assert states()["gone"]["state"] == "error"
+    assert len(mounts(rt)) == 2
