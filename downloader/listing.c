@@ -221,7 +221,7 @@ static const char *excerpt(const char *s, char buf[48])
 {
     size_t i;
 
-    for (i = 0; s[i] && i < 44; i++)
+    for (i = 0; i < 44 && s[i]; i++)
         buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
     memcpy(buf + i, s[i] ? "..." : "", s[i] ? 4 : 1);
     return buf;

@@ -22,7 +22,7 @@
 
 /* A model has at most DL_MAX_LISTING_ENTRIES files, 1000 per full page; a server that
  * answers with tiny pages still may not keep us paging forever. */
-#define MAX_LIST_PAGES 20000
+#define MAX_LIST_PAGES 20000u
 #define URL_MAX 8192
 
 struct objstore {
