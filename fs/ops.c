@@ -545,6 +545,12 @@ static void abort_connection(struct fs *fs)
     char path[128];
     snprintf(path, sizeof path, "/sys/fs/fuse/connections/%u/abort", fs->conn_id);
     FILE *f = fopen(path, "w");
+    /* fusectl is often not mounted (containers, minimal hosts): mount it when we may */
+    if (!f && errno == ENOENT &&
+        mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL) == 0) {
+        cm_info("fs", "mounted fusectl on /sys/fs/fuse/connections to abort the connection");
+        f = fopen(path, "w");
+    }
     if (f) {
         fputs("1", f);
         fclose(f);

@@ -27,6 +27,9 @@ mount point it used is unmounted (`fusermount3 -u`, then `umount -l`). Teardown 
 (an ERROR in pytest's report) when a runtime still running at teardown did not exit 0 on
 SIGTERM, or when any runtime's log holds a sanitizer report: every story doubles as an
 ASan/UBSan check of the code it runs (`make test-integration` uses the ASan build).
+AIBRIX_RUNTIME_WRAPPER="valgrind ..." runs every runtime under that command (`make
+test-valgrind`, on the normal build); a memcheck error summary or definite leak in a log
+then fails teardown the same way, and the wrapper's --error-exitcode shows in the exit status.
 A watchdog kills the test's runtimes after `@runtime_timeout(SECONDS)` (default 240 s): a
 read blocked in the kernel then fails with ENOTCONN instead of hanging CI forever, and
 start() probes the fresh mount with a bounded listdir, so a daemon that mounted but does not
@@ -35,6 +38,8 @@ serve fails in 15 s. Nothing here touches a path on the mount without a bound.
 
 import hashlib
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -54,6 +59,13 @@ DEFAULT_TIMEOUT = 240  # seconds a test may run before the watchdog kills its ru
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "WARNING: ThreadSanitizer")
 CHUNK = 256 * 1024  # DOWNLOADER_PART_CHUNKSIZE the tests run with (unless they say otherwise)
+# A command line to run the runtime under (`make test-valgrind` puts valgrind memcheck here),
+# prefixed to the runtime's argv. Valgrind runs the program inside its own process, so the
+# pid we signal is still the runtime's. Memcheck runs code some 20-50x slower: waits on the
+# runtime go through scaled().
+WRAPPER = shlex.split(os.environ.get("AIBRIX_RUNTIME_WRAPPER", ""))
+SLOWDOWN = 4 if WRAPPER else 1
+MEMCHECK_REPORT = re.compile(r"==\d+==\s+(ERROR SUMMARY: [1-9]|definitely lost: [1-9])")
 
 
 # --------------------------------------------------------------------------
@@ -215,6 +227,25 @@ def disk_usage(path):
     return total
 
 
+def wrapped(argv):
+    """argv behind AIBRIX_RUNTIME_WRAPPER (unchanged when it is not set)."""
+    return WRAPPER + [str(a) for a in argv]
+
+
+def scaled(seconds):
+    """A wait on the runtime, stretched when it runs under the (slow) wrapper."""
+    return seconds * SLOWDOWN
+
+
+def log_report(text):
+    """The first sanitizer or memcheck report marker in a runtime log, or None."""
+    for marker in SANITIZER_MARKERS:
+        if marker in text:
+            return marker
+    m = MEMCHECK_REPORT.search(text)
+    return m.group(1) if m else None
+
+
 def is_asan_binary(path):
     """True when the binary was built with AddressSanitizer (RSS bounds do not apply)."""
     try:
@@ -266,10 +297,10 @@ class Runtime:
         if not self.binary.exists():
             pytest.fail("%s is not built (ninja -C %s)" % (self.binary, BUILD))
         self._log = open(self.log_path, "ab")
-        self._log.write(("# %s\n" % " ".join(self.argv)).encode())
+        self._log.write(("# %s\n" % " ".join(wrapped(self.argv))).encode())
         self._log.flush()
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-                                     env=self.env, start_new_session=True)
+        self.proc = subprocess.Popen(wrapped(self.argv), stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=self._log, env=self.env, start_new_session=True)
         if wait:
             self.wait_healthz(timeout)
         if wait in ("mount", "ready"):
@@ -400,14 +431,14 @@ class Runtime:
             return None
 
     def stop(self, timeout=15):
-        """SIGTERM; wait up to `timeout` s; then SIGKILL. -> (returncode, seconds to exit
-        after SIGTERM). The returncode of a SIGKILLed process is -9."""
+        """SIGTERM; wait up to `timeout` s (scaled() under the wrapper); then SIGKILL.
+        -> (returncode, seconds to exit after SIGTERM). The returncode of a SIGKILLed process is -9."""
         if self.proc is None:
             return None, 0.0
         t0 = time.monotonic()
         if self.proc.poll() is None:
             self.signal(signal.SIGTERM)
-            if self.wait_exit(timeout) is None:
+            if self.wait_exit(scaled(timeout)) is None:
                 self.signal(signal.SIGKILL)
                 self.wait_exit(10)
         return self.proc.poll(), time.monotonic() - t0
@@ -515,10 +546,9 @@ def runtime_factory(request, tmp_path):
             rc = rt.proc.poll() if rt.proc else None
             if was_running and rc != 0:
                 problems.append("runtime %d exited %s after SIGTERM at teardown (want 0)" % (rt.n, rc))
-            for marker in SANITIZER_MARKERS:
-                if marker in rt.log():
-                    problems.append("runtime %d log has a sanitizer report (%r)" % (rt.n, marker))
-                    break
+            marker = log_report(rt.log())
+            if marker:
+                problems.append("runtime %d log has a sanitizer or memcheck report (%r)" % (rt.n, marker))
             print("runtime %d (pid %s, %s): %s%s" % (rt.n, rt.proc.pid if rt.proc else "-", rt.mount, note,
                                                    " [killed by the %ss watchdog]" % limit
                                                    if rt.killed_by_watchdog else ""))

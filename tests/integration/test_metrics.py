@@ -31,14 +31,13 @@ import pytest
 from conftest import FAKES_DIR, PYTHON, ServerProcess, get_free_port, wait_http
 
 pytest_plugins = ["runtime"]  # runtime_factory: the tests that mount a model
-from runtime import read_all  # noqa: E402
+from runtime import log_report, read_all, scaled, wrapped  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("AIBRIX_BUILD_DIR", REPO / "build"))
 RUNTIME = BUILD / "control" / "aibrix_runtime"
 FIXTURES = REPO / "tests" / "unit" / "data" / "metrics"
 LINT_ONLY = 3
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")
 
 # ---------------------------------------------------------------------------------------
 # SPEC §6, written down again here (independently of exporter/rules.c): per engine, each
@@ -274,7 +273,7 @@ class MetricsRuntime:
         full = {k: v for k, v in os.environ.items() if not k.startswith(("INFERENCE_ENGINE", "METRIC"))}
         full.update(env)
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([str(RUNTIME), "--host", "127.0.0.1", "--port", str(self.port)],
+        self.proc = subprocess.Popen(wrapped([RUNTIME, "--host", "127.0.0.1", "--port", self.port]),
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=full,
                                      start_new_session=True)
         deadline = time.monotonic() + 30
@@ -314,7 +313,7 @@ class MetricsRuntime:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=scaled(15))
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
@@ -348,7 +347,9 @@ def runtime(tmp_path):
             log = rt.log_path.read_text(errors="replace")
             if rc != 0:
                 problems.append("runtime exited %s after SIGTERM (want 0)" % rc)
-            problems += ["sanitizer report in the runtime log: %s" % m for m in SANITIZER_MARKERS if m in log]
+            report = log_report(log)
+            if report:
+                problems.append("sanitizer or memcheck report in the runtime log: %s" % report)
             print("---- runtime log ----\n" + log[-3000:])
         assert problems == []
 
@@ -404,6 +405,7 @@ def test_standard_families_per_engine(engine_factory, runtime, fixture):
     assert info == [{"version": info[0]["version"], "engine": engine_of(fixture), "engine_version": "unknown"}]
 
 
+@pytest.mark.valgrind
 def test_standard_values_follow_the_engine(engine_factory, runtime):
     """Each scrape reads the engine anew: a changed value shows on the next /metrics."""
     engine = engine_factory("vllm-v1")
@@ -585,6 +587,7 @@ def test_engine_family_named_like_our_own_is_kept_once(engine_factory, runtime):
 # ---------------------------------------------------------------------------------------
 # the runtime's own metrics
 
+@pytest.mark.valgrind
 def test_own_metrics(engine_factory, runtime):
     engine = engine_factory("vllm-v1")
     rt = runtime(engine, INFERENCE_ENGINE_VERSION="0.9.2")
@@ -617,6 +620,7 @@ def test_own_metrics(engine_factory, runtime):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")
+@pytest.mark.valgrind
 def test_mount_metrics(runtime_factory, model_tree, engine_factory):
     engine = engine_factory("llamacpp")
     rt = runtime_factory("tiny=file://%s,prefetch=none" % model_tree.path,
