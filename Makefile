@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 10
 DEB_PACKAGES := meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
 	libfuse3-dev fuse3 libcurl4-openssl-dev libmicrohttpd-dev libcjson-dev libexpat1-dev \
 	libssl-dev python3 python3-pytest python3-boto3 curl prometheus python3-yaml yamllint \
-	man-db groff-base wrk valgrind
+	man-db groff-base wrk valgrind gdb
 
 .PHONY: all deps build build-asan demo test test-unit test-integration test-valgrind fuzz bench clean deb
 

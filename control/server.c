@@ -23,7 +23,8 @@ struct ctl_server {
     const struct ctl_route *routes;
     size_t nroutes;
     void *ctx;
-    int inflight; /* requests between their headers and their completion (atomic) */
+    int inflight;  /* requests between their headers and their completion (atomic) */
+    bool stopping; /* ctl_server_stop has begun (atomic): see there */
 };
 
 /* Per-connection state while the body arrives. */
@@ -31,6 +32,7 @@ struct upload {
     char *buf;
     size_t len;
     bool too_large;
+    bool late;          /* the headers arrived after ctl_server_stop began */
     struct timespec t0; /* when the headers arrived */
 };
 
@@ -101,8 +103,10 @@ void ctl_json(struct ctl_response *resp, int status, const char *json)
 }
 
 /* The body moves into the MHD response, which frees it (no copy: /metrics bodies are large);
- * r->body is NULL afterwards unless that failed. */
-static enum MHD_Result send_response(struct MHD_Connection *conn, struct ctl_response *r)
+ * r->body is NULL afterwards unless that failed. Once the server is stopping, the answer also
+ * closes its connection. */
+static enum MHD_Result send_response(struct ctl_server *s, struct MHD_Connection *conn,
+                                     struct ctl_response *r)
 {
     struct MHD_Response *m =
         r->body ? MHD_create_response_from_buffer(strlen(r->body), r->body, MHD_RESPMEM_MUST_FREE)
@@ -112,20 +116,40 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct ctl_res
     r->body = NULL;
     MHD_add_response_header(m, "Content-Type",
                             r->content_type ? r->content_type : "application/json");
+    if (__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE))
+        MHD_add_response_header(m, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ok = MHD_queue_response(conn, (unsigned)r->status, m);
     MHD_destroy_response(m);
     return ok;
 }
 
 /* Successes are counted in the metrics, not logged (a scrape every few seconds would drown
- * the log); a refused or failed request is logged with the error body the caller got. */
+ * the log); a refused or failed request is logged with the error body the caller got, at
+ * most REFUSALS_PER_S lines a second: a client hammering a bad path cannot flood the log (the
+ * next line that gets through says how many were left out). */
+#define REFUSALS_PER_S 20
+
 static void log_refusal(const char *method, const char *url, const struct ctl_response *r)
 {
+    static long window;
+    static int logged, skipped;
     if (r->status < 400)
         return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (__atomic_exchange_n(&window, (long)now.tv_sec, __ATOMIC_RELAXED) != (long)now.tv_sec)
+        __atomic_store_n(&logged, 0, __ATOMIC_RELAXED);
+    if (__atomic_add_fetch(&logged, 1, __ATOMIC_RELAXED) > REFUSALS_PER_S) {
+        __atomic_add_fetch(&skipped, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    int quiet = __atomic_exchange_n(&skipped, 0, __ATOMIC_RELAXED);
     const char *body = r->body && (!r->content_type || strstr(r->content_type, "json")) ? r->body : "";
     cm_log(r->status >= 500 ? CM_LOG_WARN : CM_LOG_INFO, "http", "%s %s -> %d %.300s", method, url,
            r->status, body);
+    if (quiet)
+        cm_info("http", "%d more refused requests were not logged (at most %d lines a second)",
+                quiet, REFUSALS_PER_S);
 }
 
 static enum MHD_Result dispatch(struct ctl_server *s, struct MHD_Connection *conn,
@@ -140,7 +164,9 @@ static enum MHD_Result dispatch(struct ctl_server *s, struct MHD_Connection *con
         .body_len = up->len,
         .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
     };
-    if (!ctl_auth_ok(url, req.authorization)) {
+    if (up->late) {
+        ctl_error(&resp, 503, "the runtime is shutting down");
+    } else if (!ctl_auth_ok(url, req.authorization)) {
         /* before anything else under /v1/: an unauthenticated caller learns nothing */
         ctl_error(&resp, 401, "missing or wrong API key: send 'Authorization: Bearer <key>'");
     } else if (up->too_large) {
@@ -161,8 +187,9 @@ static enum MHD_Result dispatch(struct ctl_server *s, struct MHD_Connection *con
         else
             ctl_error(&resp, 404, "not found");
     }
-    log_refusal(method, url, &resp);
-    enum MHD_Result ok = send_response(conn, &resp);
+    if (!up->late) /* refusals during shutdown are expected: not worth a line each */
+        log_refusal(method, url, &resp);
+    enum MHD_Result ok = send_response(s, conn, &resp);
     free(resp.body);
     observe(s, method, url, resp.status, up);
     return ok;
@@ -181,6 +208,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!up)
             return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &up->t0);
+        up->late = __atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE);
         __atomic_add_fetch(&s->inflight, 1, __ATOMIC_RELAXED);
         *con_cls = up;
         return MHD_YES;
@@ -274,11 +302,21 @@ void ctl_server_stop(struct ctl_server *s)
 {
     if (!s)
         return;
-    /* stop accepting, let what is in flight finish (bounded), then close every connection */
+    /* Stop accepting, let what is in flight finish (bounded), then close every connection.
+     * Quiescing only closes the door to new connections: keep-alive clients would go on
+     * sending requests on theirs, so under steady load the drain would never see zero in
+     * flight and always cost its whole budget. From here on every answer closes its
+     * connection, and a request whose headers arrive now is refused with 503 (it is not in
+     * flight), so each connection carries at most the request it already had. */
+    __atomic_store_n(&s->stopping, true, __ATOMIC_RELEASE);
     MHD_quiesce_daemon(s->daemon);
     for (int ms = 0; ms < DRAIN_BUDGET_MS && __atomic_load_n(&s->inflight, __ATOMIC_ACQUIRE) > 0;
          ms += 10)
         nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    int left = __atomic_load_n(&s->inflight, __ATOMIC_ACQUIRE);
+    if (left > 0)
+        cm_warn("http", "requests still in flight after the %d ms drain: closing them count=%d",
+                DRAIN_BUDGET_MS, left);
     MHD_stop_daemon(s->daemon);
     free(s);
 }

@@ -45,7 +45,8 @@ struct ctl_server *ctl_server_start(const char *host, unsigned port, const struc
 typedef void (*ctl_observer_fn)(const char *method, const char *route, int status, double seconds);
 void ctl_server_set_observer(ctl_observer_fn fn);
 
-/* Stop accepting, finish in-flight requests, free. */
+/* Stop accepting, finish in-flight requests (bounded), free. Requests that arrive on open
+ * connections meanwhile are answered 503, and every answer from then on closes its connection. */
 void ctl_server_stop(struct ctl_server *s);
 
 /* Fill resp with an AIBrix error body; message is copied (and JSON-escaped). */

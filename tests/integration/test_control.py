@@ -10,6 +10,7 @@ Origins are the usual loopback servers (s3rver behind the SigV4 proxy, fake HF, 
 
 import json
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -717,3 +718,19 @@ def test_mounts_made_at_start_are_listed_while_listing_and_when_they_failed(hf_h
     assert states()["slow"]["state"] in ("fetching", "fetched")
     assert states()["gone"]["state"] == "error"
     assert len(mounts(rt)) == 2
+
+
+def test_refused_requests_are_logged_but_cannot_flood_the_log(runtime_factory):
+    """Each refused request is logged with its answer, at most 20 lines a second; the next
+    line that gets through says how many were left out."""
+    rt = runtime_factory(wait="healthz")
+    t0 = time.monotonic()
+    for _ in range(200):
+        assert api(rt.url, "GET", "/v1/no/such/route").status == 404
+    seconds = time.monotonic() - t0
+    time.sleep(1.1)
+    assert api(rt.url, "GET", "/v1/no/such/route").status == 404
+    lines = [l for l in rt.log().splitlines() if "GET /v1/no/such/route -> 404" in l]
+    assert 20 <= len(lines) <= 20 * (int(seconds) + 2) + 1, (len(lines), seconds)
+    assert len(lines) < 201
+    assert re.search(r"\d+ more refused requests were not logged", rt.log())
