@@ -38,6 +38,10 @@ from pathlib import Path
 
 import pytest
 
+# runtime.py is a plugin the test modules also import from: have its asserts rewritten
+# whichever comes first
+pytest.register_assert_rewrite("runtime")
+
 TESTS_DIR = Path(__file__).resolve().parent.parent
 FAKES_DIR = TESTS_DIR / "fakes"
 NODE_MODULES = TESTS_DIR / "node_modules"

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["runtime"]  # runtime_factory and the watchdog
-pytest.register_assert_rewrite("runtime")
 
 import secrets_audit  # noqa: E402
 from conftest import FAKES_DIR, PYTHON, ServerProcess, get_free_port, http_json  # noqa: E402

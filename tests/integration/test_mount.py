@@ -26,7 +26,6 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["runtime"]  # the runtime_factory fixture and the watchdog
-pytest.register_assert_rewrite("runtime")
 
 from runtime import (CHUNK, read_all, REPO, RUNTIME, bounded, disk_usage, errno_of, is_asan_binary,  # noqa: E402
                      is_mounted, mount_ids, runtime_timeout, sha256, tree_sha256, tree_sizes)

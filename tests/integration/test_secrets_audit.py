@@ -14,13 +14,10 @@ import urllib.error
 import urllib.request
 import uuid
 
-import pytest
+import secrets_audit
+from runtime import BUILD, clean_env
 
 pytest_plugins = ["runtime"]  # runtime_factory
-pytest.register_assert_rewrite("runtime")
-
-import secrets_audit  # noqa: E402
-from runtime import BUILD, clean_env  # noqa: E402
 
 DOWNLOAD = BUILD / "downloader" / "aibrix_download"
 

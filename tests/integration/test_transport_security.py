@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["runtime"]  # runtime_factory
-pytest.register_assert_rewrite("runtime")
 
 import secrets_audit  # noqa: E402
 from conftest import FAKES_DIR, PYTHON, HFHub, ServerProcess  # noqa: E402
