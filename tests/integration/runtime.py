@@ -36,6 +36,7 @@ start() probes the fresh mount with a bounded listdir, so a daemon that mounted 
 serve fails in 15 s. Nothing here touches a path on the mount without a bound.
 """
 
+import errno
 import hashlib
 import os
 import re
@@ -270,7 +271,12 @@ class Runtime:
         self.binary = Path(binary or RUNTIME)
         self.mount = Path(mount_point) if mount_point else self.workdir / ("mnt%d" % self.n)
         self.cache_dir = Path(cache_dir) if cache_dir else self.workdir / ("cache%d" % self.n)
-        self.mount.mkdir(parents=True, exist_ok=True)
+        try:
+            self.mount.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            # a mount left stale by a killed runtime: cleaning it up is the runtime's job
+            if e.errno != errno.ENOTCONN:
+                raise
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.port = get_free_port()
         self.url = "http://127.0.0.1:%d" % self.port

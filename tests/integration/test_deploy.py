@@ -74,7 +74,8 @@ SECRET_NAME_RE = re.compile(r"(SECRET|TOKEN|PASSWORD|API_KEY|ACCESS_KEY)(?!_FILE
 # (meson.build runs `git describe`; the Dockerfile says why).
 TEST_ONLY_PACKAGES = {"clang", "libclang-rt-14-dev", "python3-pytest", "python3-boto3", "curl",
                       "prometheus", "python3-yaml", "yamllint",
-                      "man-db", "groff-base"}  # the man page checks (issue 9)
+                      "man-db", "groff-base",  # the man page checks (issue 9)
+                      "wrk", "valgrind", "gdb"}  # the load scenario and the memcheck pass
 IMAGE_ONLY_BUILD_PACKAGES = {"git"}
 BASE_IMAGE_PACKAGES = {"libc6"}  # in debian:bookworm-slim already
 
