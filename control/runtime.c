@@ -11,20 +11,21 @@
 #include "auth.h"
 #include "control.h"
 
+/* blocking: the handler may wait on the engine, a fetch, a listing or the disk */
 static const struct ctl_route routes[] = {
-    {"GET", "/healthz", rt_route_healthz},
-    {"GET", "/ready", rt_route_ready},
-    {"GET", "/readyz", rt_route_ready},
-    {"GET", "/metrics", rt_route_metrics},
-    {"GET", "/metrics/", rt_route_metrics},
-    {"GET", "/v1/models", ctl_route_models},
-    {"POST", "/v1/lora_adapter/load", ctl_route_lora_load},
-    {"POST", "/v1/lora_adapter/unload", ctl_route_lora_unload},
-    {"POST", "/v1/model/mount", ctl_route_model_mount},
-    {"POST", "/v1/model/unmount", ctl_route_model_unmount},
-    {"GET", "/v1/model/mounts", ctl_route_model_mounts},
-    {"POST", "/v1/model/download", ctl_route_model_download},
-    {"GET", "/v1/model/list", ctl_route_model_list},
+    {"GET", "/healthz", rt_route_healthz, false},
+    {"GET", "/ready", rt_route_ready, false},
+    {"GET", "/readyz", rt_route_ready, false},
+    {"GET", "/metrics", rt_route_metrics, true},
+    {"GET", "/metrics/", rt_route_metrics, true},
+    {"GET", "/v1/models", ctl_route_models, true},
+    {"POST", "/v1/lora_adapter/load", ctl_route_lora_load, true},
+    {"POST", "/v1/lora_adapter/unload", ctl_route_lora_unload, true},
+    {"POST", "/v1/model/mount", ctl_route_model_mount, true},
+    {"POST", "/v1/model/unmount", ctl_route_model_unmount, true},
+    {"GET", "/v1/model/mounts", ctl_route_model_mounts, false},
+    {"POST", "/v1/model/download", ctl_route_model_download, true},
+    {"GET", "/v1/model/list", ctl_route_model_list, false},
 };
 
 int rt_config_add_model(struct rt_config *cfg, const char *text)

@@ -1,4 +1,10 @@
-/* server.c - libmicrohttpd glue: body collection with limits, routing, error bodies. */
+/* server.c - libmicrohttpd glue: body collection with limits, routing, error bodies.
+ *
+ * Threads: a small pool of MHD threads (epoll) answers every request whose route is quick
+ * (health, readiness, the mounts list...). A route marked blocking (it waits on the engine, a
+ * fetch or a listing: /metrics, LoRA loads, mounts) runs on a thread of its own while its
+ * connection is suspended, so a LoRA load that takes minutes never holds up /healthz, and a
+ * wrk on /healthz costs a handful of threads instead of one per connection. */
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -8,6 +14,7 @@
 #include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,6 +24,8 @@
 
 /* How long ctl_server_stop lets requests in flight finish before closing connections. */
 #define DRAIN_BUDGET_MS 5000
+/* MHD threads answering quick routes (blocking ones get a thread each). */
+#define POOL_THREADS 2
 
 struct ctl_server {
     struct MHD_Daemon *daemon;
@@ -24,6 +33,7 @@ struct ctl_server {
     size_t nroutes;
     void *ctx;
     int inflight;  /* requests between their headers and their completion (atomic) */
+    int workers;   /* blocking handlers running on their own threads (atomic) */
     bool stopping; /* ctl_server_stop has begun (atomic): see there */
 };
 
@@ -34,6 +44,13 @@ struct upload {
     bool too_large;
     bool late;          /* the headers arrived after ctl_server_stop began */
     struct timespec t0; /* when the headers arrived */
+    /* a blocking route: its worker fills resp, sets answered, then resumes the connection */
+    struct ctl_response resp;
+    bool answered; /* atomic */
+    struct ctl_request req;
+    const struct ctl_route *route;
+    struct ctl_server *s;
+    struct MHD_Connection *conn;
 };
 
 /* Process-wide: every server reports to the one metrics registry. */
@@ -152,12 +169,59 @@ static void log_refusal(const char *method, const char *url, const struct ctl_re
                 quiet, REFUSALS_PER_S);
 }
 
+/* Send up->resp, log a refusal, count it. */
+static enum MHD_Result answer(struct ctl_server *s, struct MHD_Connection *conn,
+                              const char *method, const char *url, struct upload *up)
+{
+    if (!up->late) /* refusals during shutdown are expected: not worth a line each */
+        log_refusal(method, url, &up->resp);
+    enum MHD_Result ok = send_response(s, conn, &up->resp);
+    free(up->resp.body);
+    up->resp.body = NULL;
+    observe(s, method, url, up->resp.status, up);
+    return ok;
+}
+
+static void *run_blocking(void *arg)
+{
+    struct upload *up = arg;
+    struct ctl_server *s = up->s; /* up may be freed as soon as the connection resumes */
+    up->route->handler(s->ctx, &up->req, &up->resp);
+    __atomic_store_n(&up->answered, true, __ATOMIC_RELEASE);
+    MHD_resume_connection(up->conn);
+    __atomic_sub_fetch(&s->workers, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Suspend the connection and run the route on a thread of its own; MHD calls on_request
+ * again once the worker resumes it, and that call answers. */
+static void start_blocking(struct ctl_server *s, struct MHD_Connection *conn, struct upload *up,
+                           const struct ctl_route *route)
+{
+    pthread_attr_t attr;
+    pthread_t t;
+    up->route = route;
+    up->s = s;
+    up->conn = conn;
+    MHD_suspend_connection(conn);
+    __atomic_add_fetch(&s->workers, 1, __ATOMIC_ACQUIRE);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, run_blocking, up) != 0) {
+        __atomic_sub_fetch(&s->workers, 1, __ATOMIC_RELEASE);
+        ctl_error(&up->resp, 503, "out of threads: try again");
+        __atomic_store_n(&up->answered, true, __ATOMIC_RELEASE);
+        MHD_resume_connection(conn);
+    }
+    pthread_attr_destroy(&attr);
+}
+
 static enum MHD_Result dispatch(struct ctl_server *s, struct MHD_Connection *conn,
                                 const char *method, const char *url, struct upload *up)
 {
-    struct ctl_response resp = {.status = 200};
     bool path_known = false;
-    struct ctl_request req = {
+    up->resp = (struct ctl_response){.status = 200};
+    up->req = (struct ctl_request){
         .method = method,
         .path = url,
         .body = up->buf ? up->buf : "",
@@ -165,12 +229,12 @@ static enum MHD_Result dispatch(struct ctl_server *s, struct MHD_Connection *con
         .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
     };
     if (up->late) {
-        ctl_error(&resp, 503, "the runtime is shutting down");
-    } else if (!ctl_auth_ok(url, req.authorization)) {
+        ctl_error(&up->resp, 503, "the runtime is shutting down");
+    } else if (!ctl_auth_ok(url, up->req.authorization)) {
         /* before anything else under /v1/: an unauthenticated caller learns nothing */
-        ctl_error(&resp, 401, "missing or wrong API key: send 'Authorization: Bearer <key>'");
+        ctl_error(&up->resp, 401, "missing or wrong API key: send 'Authorization: Bearer <key>'");
     } else if (up->too_large) {
-        ctl_error(&resp, 413, "request body larger than 1 MiB");
+        ctl_error(&up->resp, 413, "request body larger than 1 MiB");
     } else {
         const struct ctl_route *hit = NULL;
         for (size_t i = 0; i < s->nroutes && !hit; i++) {
@@ -180,19 +244,18 @@ static enum MHD_Result dispatch(struct ctl_server *s, struct MHD_Connection *con
             if (strcmp(s->routes[i].method, method) == 0)
                 hit = &s->routes[i];
         }
+        if (hit && hit->blocking) {
+            start_blocking(s, conn, up, hit);
+            return MHD_YES;
+        }
         if (hit)
-            hit->handler(s->ctx, &req, &resp);
+            hit->handler(s->ctx, &up->req, &up->resp);
         else if (path_known)
-            ctl_error(&resp, 405, "method not allowed");
+            ctl_error(&up->resp, 405, "method not allowed");
         else
-            ctl_error(&resp, 404, "not found");
+            ctl_error(&up->resp, 404, "not found");
     }
-    if (!up->late) /* refusals during shutdown are expected: not worth a line each */
-        log_refusal(method, url, &resp);
-    enum MHD_Result ok = send_response(s, conn, &resp);
-    free(resp.body);
-    observe(s, method, url, resp.status, up);
-    return ok;
+    return answer(s, conn, method, url, up);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -202,6 +265,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct ctl_server *s = cls;
     struct upload *up = *con_cls;
     (void)version;
+    if (up && __atomic_load_n(&up->answered, __ATOMIC_ACQUIRE))
+        return answer(s, conn, method, url, up); /* a blocking route's worker is done */
     if (!up) {
         /* first call: headers only */
         up = calloc(1, sizeof *up);
@@ -239,6 +304,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)conn, (void)toe;
     if (up) {
         __atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELEASE);
+        free(up->resp.body);
         free(up->buf);
         free(up);
         *con_cls = NULL;
@@ -277,18 +343,16 @@ struct ctl_server *ctl_server_start(const char *host, unsigned port, const struc
     s->routes = routes;
     s->nroutes = nroutes;
     s->ctx = ctx;
-    /* a thread per connection: handlers block (a LoRA load waits for its fetch and for the
-     * engine), and a blocked handler must never hold up /healthz on another connection, as it
-     * would in a shared pool thread */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
+                     MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    s->daemon =
-        MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
-                         (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, 1024u,
-                         MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_NOTIFY_COMPLETED,
-                         on_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)POOL_THREADS,
+        MHD_OPTION_CONNECTION_LIMIT, 1024u, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+        MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%u: %s", host, port, strerror(errno));
         free(s);
@@ -317,6 +381,16 @@ void ctl_server_stop(struct ctl_server *s)
     if (left > 0)
         cm_warn("http", "requests still in flight after the %d ms drain: closing them count=%d",
                 DRAIN_BUDGET_MS, left);
+    /* a worker still running owns a suspended connection and uses s: the daemon cannot stop
+     * under it. Its waits were woken by ctl_state_stop, so this is short; if one still hangs,
+     * leave the server to the process exit rather than free what it uses. */
+    for (int ms = 0; ms < DRAIN_BUDGET_MS && __atomic_load_n(&s->workers, __ATOMIC_ACQUIRE) > 0;
+         ms += 10)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    if (__atomic_load_n(&s->workers, __ATOMIC_ACQUIRE) > 0) {
+        cm_warn("http", "a blocking request did not finish: leaving the server to the exit");
+        return;
+    }
     MHD_stop_daemon(s->daemon);
     free(s);
 }

@@ -6,6 +6,7 @@
 #ifndef CTL_SERVER_H
 #define CTL_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define CTL_MAX_BODY (1u << 20)
@@ -30,11 +31,13 @@ struct ctl_route {
     const char *method;
     const char *path;
     ctl_handler_fn handler;
+    bool blocking; /* may wait (engine, fetch, listing): runs on a thread of its own */
 };
 
 struct ctl_server;
 
-/* Serve routes on host:port with a small thread pool. routes must outlive the server.
+/* Serve routes on host:port: quick routes on a small thread pool, blocking ones on a thread
+ * each. routes must outlive the server.
  * NULL with err set on failure. */
 struct ctl_server *ctl_server_start(const char *host, unsigned port, const struct ctl_route *routes,
                                     size_t nroutes, void *ctx, char *err, size_t errlen);
