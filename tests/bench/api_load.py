@@ -57,7 +57,10 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
 import hforigin  # noqa: E402  (only used, never changed here)
+from hforigin import proc_cpu_s  # noqa: E402
+from wrkparse import parse as parse_wrk  # noqa: E402  (tests/fakes)
 
 BUILD = os.environ.get("AIBRIX_BUILD_DIR", os.path.join(REPO, "build"))
 RUNTIME = os.path.join(BUILD, "control", "aibrix_runtime")
@@ -107,16 +110,6 @@ def bounded(fn, timeout):
     t.start()
     t.join(timeout)
     return box.get("v")
-
-
-def proc_cpu(pid):
-    """utime + stime of a process in seconds (0 when gone)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
 
 
 def host_busy():
@@ -280,34 +273,6 @@ def stop_wrk(p):
         return parse_wrk(f.read())
 
 
-def _ms(v):
-    for unit, mult in (("us", 1e-3), ("ms", 1.0), ("s", 1e3), ("m", 6e4)):
-        if v.endswith(unit):
-            return float(v[:-len(unit)]) * mult
-    return float(v)
-
-
-def parse_wrk(text):
-    r = {"p50": None, "p99": None, "rps": 0.0, "requests": 0, "errors": 0, "max": None,
-         "raw": text}
-    for line in text.splitlines():
-        p = line.split()
-        if len(p) == 2 and p[0] in ("50%", "99%"):
-            r["p" + p[0][:-1]] = _ms(p[1])
-        elif p[:1] == ["Latency"] and len(p) >= 4:
-            r["max"] = _ms(p[3])
-        elif line.startswith("Requests/sec:"):
-            r["rps"] = float(p[1])
-        elif len(p) > 3 and p[1] == "requests" and p[2] == "in":
-            r["requests"] = int(p[0])
-        elif "Non-2xx or 3xx responses:" in line:
-            r["errors"] += int(p[-1])
-        elif line.strip().startswith("Socket errors:"):
-            nums = [int(x.strip(",")) for x in p if x.strip(",").isdigit()]
-            r["errors"] += sum(nums)
-    return r
-
-
 # ---- one measured run ------------------------------------------------------------------------
 
 def read_all(ctx):
@@ -362,19 +327,19 @@ def run_one(ctx, kind, label):
     res = {"label": label, "loaded": loaded, "kind": kind}
     try:
         wrks = []
-        cpu_rt0 = proc_cpu(rt.pid)
+        cpu_rt0 = proc_cpu_s(rt.pid)
         if kind != "baseline":
             base = rt.url if loaded else ctx.control.url
             wrks = [start_wrk(ctx, base + ep, "%s-%s" % (label, ep.strip("/").replace("/", "_")))
                     for ep in ENDPOINTS]
             time.sleep(1.0)
-        cpu_rt1, busy0 = proc_cpu(rt.pid), host_busy()
-        wcpu0 = [proc_cpu(w.pid) for w in wrks]
-        ng0 = sum(proc_cpu(p) for p in ctx.control.pids())
+        cpu_rt1, busy0 = proc_cpu_s(rt.pid), host_busy()
+        wcpu0 = [proc_cpu_s(w.pid) for w in wrks]
+        ng0 = sum(proc_cpu_s(p) for p in ctx.control.pids())
         res["mibs"], res["seconds"], res["per_reader"] = read_all(ctx)
-        cpu_rt2, busy1 = proc_cpu(rt.pid), host_busy()
-        res["ctl_cpu"] = (sum(proc_cpu(p) for p in ctx.control.pids()) - ng0) / res["seconds"]
-        wcpu = sum(proc_cpu(w.pid) - c for w, c in zip(wrks, wcpu0))
+        cpu_rt2, busy1 = proc_cpu_s(rt.pid), host_busy()
+        res["ctl_cpu"] = (sum(proc_cpu_s(p) for p in ctx.control.pids()) - ng0) / res["seconds"]
+        wcpu = sum(proc_cpu_s(w.pid) - c for w, c in zip(wrks, wcpu0))
         res["wrk"] = [stop_wrk(w) for w in wrks]
         res["rt_cpu"] = (cpu_rt2 - cpu_rt1) / res["seconds"]  # CPUs busy in the runtime
         res["wrk_cpu"] = wcpu / res["seconds"]
@@ -399,10 +364,10 @@ def run_idle(ctx):
             mounts_body = r.read().decode()
         wrks = [start_wrk(ctx, rt.url + ep, "idle-%s" % ep.strip("/").replace("/", "_"))
                 for ep in ENDPOINTS]
-        c0, w0 = proc_cpu(rt.pid), [proc_cpu(w.pid) for w in wrks]
+        c0, w0 = proc_cpu_s(rt.pid), [proc_cpu_s(w.pid) for w in wrks]
         time.sleep(ctx.opts.idle)
-        c1 = proc_cpu(rt.pid)
-        wcpu = sum(proc_cpu(w.pid) - c for w, c in zip(wrks, w0))
+        c1 = proc_cpu_s(rt.pid)
+        wcpu = sum(proc_cpu_s(w.pid) - c for w, c in zip(wrks, w0))
         res = {"wrk": [stop_wrk(w) for w in wrks], "rt_cpu": (c1 - c0) / ctx.opts.idle,
                "wrk_cpu": wcpu / ctx.opts.idle}
     finally:

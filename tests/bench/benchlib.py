@@ -61,22 +61,19 @@ def run_group(argv, timeout, **kw):
         return "timeout after %.0fs" % timeout, out, err
 
 
-def make_cold(model, drop):
+def make_cold(origin, drop):
     """The client side starts cold: dirty pages from the previous run are written back and
-    the page cache dropped. The source files are then read back in, so the origin serves
+    the page cache dropped. The files the origin serves are then read back in, so it serves
     from memory like a remote store would, not from this machine's disk."""
-    subprocess.run(["sync"], check=False)
-    if drop:
-        try:
-            with open("/proc/sys/vm/drop_caches", "w") as f:
-                f.write("3\n")
-        except OSError:
-            drop = False
-    for rel in model.files:
-        with open(os.path.join(model.root, rel), "rb") as f:
+    drop = drop_caches() if drop else False
+    for path in origin.served_files():
+        with open(path, "rb") as f:
             while f.read(4 * MiB):
                 pass
     return drop
+
+
+BACKGROUND = []  # every busy % wait_quiet returned in this process, for the summary
 
 
 def wait_quiet(limit_s):
@@ -88,6 +85,7 @@ def wait_quiet(limit_s):
         time.sleep(0.5)
         pct = busy_pct(a, host_cpu())
         if pct < 15 or time.monotonic() >= deadline:
+            BACKGROUND.append(pct)
             return pct
 
 
@@ -185,3 +183,42 @@ def write_doc(path, section, begin, end):
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def ratio(rows, a, b, time_ratio=False):
+    """Row a's throughput / row b's (both moved the same bytes), or a's seconds / b's with
+    time_ratio; None when either is missing or failed. rows: {key: {"secs", "failed"}}."""
+    ra, rb = rows.get(a), rows.get(b)
+    if not ra or not rb or ra["failed"] or rb["failed"]:
+        return None
+    return ra["secs"] / rb["secs"] if time_ratio else rb["secs"] / ra["secs"]
+
+
+def goal_lines(goals, rows):
+    """Markdown rows "| goal | row | measured | verdict |" for goals given as (text, row,
+    divided by, ">=" (throughput) or "<=" (time), the ratio wanted)."""
+    out = []
+    for text, a, b, how, want in goals:
+        time_ratio = how == "<="
+        v = ratio(rows, a, b, time_ratio=time_ratio)
+        if v is None:
+            out.append("| %s | %s | not measured | - |" % (text, a))
+            continue
+        ok = v >= want if how == ">=" else v <= want
+        out.append("| %s | %s | %.2fx %s (%s) | %s |" % (
+            text, a, v, b, "time" if time_ratio else "throughput",
+            "met" if ok else "**missed** (%.0f%% of the goal)" % (
+                100 * (v / want if how == ">=" else want / v))))
+    return out
+
+
+def rounds(chosen, runs, single_runs):
+    """(round, contender) in run order: `runs` rounds, each running every contender once and
+    starting one further along the list, so no contender always follows the same neighbour.
+    A contender with one_stream (one connection whatever it is told: curl, rclone mount,
+    minutes per run) only runs in the first `single_runs` rounds."""
+    for i in range(runs):
+        k = i % len(chosen)
+        for c in chosen[k:] + chosen[:k]:
+            if not (c.one_stream and i >= single_runs):
+                yield i, c

@@ -1,5 +1,6 @@
 """mountbench.py - the mount suite of tests/bench/run: aibrix_runtime's FUSE mount against
-aria2c, rclone mount and local disk, on a model with a >= 1 GiB safetensors shard.
+aria2c, rclone mount and local disk, on the bench's model (2 GiB in 4 safetensors shards by
+default, --mount-size and --mount-shards to change it).
 
 Why it is shaped so: an engine reading /models/NAME pays for what the mount does on a read
 miss, so the mount is measured the way an engine reads (front to back, or tensor by tensor
@@ -27,209 +28,28 @@ runtime, rclone) read from /proc before it stops, /usr/bin/time for aria2c, aibr
 and the reader (an mmap reader's RSS includes the mapped file pages).
 """
 
-import ctypes
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import threading
 import time
-import urllib.request
 
 import benchlib
 import contenders
 import hforigin
+from mounts import NAME, Rclone, Runtime, Server, host_user_s, proc_user_s
 from benchlib import (MiB, busy_pct, drop_caches, first_line, host_cpu, log, machine,
-                      make_cold, parse_time_v, run_group, sha256_file, shown_path, wait_quiet)
+                      make_cold, parse_time_v, ratio, run_group, sha256_file, shown_path,
+                      wait_quiet)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 READER = os.path.join(HERE, "reader.py")
 PY = "/usr/bin/python3"
 BEGIN, END = "<!-- bench:mount:begin -->", "<!-- bench:mount:end -->"
 GEN_BEGIN, GEN_END = "<!-- bench:mount:generated:begin -->", "<!-- bench:mount:generated:end -->"
-NAME = "bench"  # the runtime's mount name: files appear at MNT/bench/...
 TOOLS = {"nginx": "nginx", "/usr/bin/time": "time", "aria2c": "aria2", "rclone": "rclone",
          "fusermount3": "fuse3"}
-
-
-# ---- processes that serve a mount --------------------------------------------------------------
-
-def _die_with_parent():
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def mounted(path):
-    real = os.path.realpath(path)
-    with open("/proc/self/mounts") as f:
-        return any(line.split()[1] == real for line in f)
-
-
-def unmount(path):
-    """Whatever is (still) mounted on path goes, also a dead FUSE mount."""
-    for _ in range(4):
-        if not mounted(path):
-            return
-        if subprocess.run(["fusermount3", "-u", path], stderr=subprocess.DEVNULL).returncode:
-            subprocess.run(["umount", "-l", path], stderr=subprocess.DEVNULL)
-
-
-def proc_status_kb(pid, key):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def host_user_s():
-    """User-space CPU seconds of the whole machine so far (user + nice in /proc/stat): other
-    tenants' load shows here, while interrupts, softirqs (loopback TCP) and kernel threads
-    (write-back), which a transfer itself causes, do not."""
-    with open("/proc/stat") as f:
-        v = f.readline().split()[1:]
-    return (int(v[0]) + int(v[1])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_user_s(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                total += int(f.read().rsplit(")", 1)[1].split()[11])
-        except OSError:
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu_s(pid):
-    """utime + stime of every thread of pid so far."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            v = f.read().rsplit(")", 1)[1].split()
-        return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
-
-
-class Server:
-    """A process serving a FUSE mount (the runtime or rclone), started in its own session,
-    stopped with SIGTERM (then SIGKILL) and unmounted whatever happens."""
-
-    live = set()
-
-    def __init__(self, argv, env, mnt, log_path):
-        self.mnt, self.log_path = mnt, log_path
-        os.makedirs(mnt, exist_ok=True)
-        unmount(mnt)
-        self.logf = open(log_path, "wb")
-        self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(argv, env=env, stdout=self.logf, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
-        Server.live.add(self)
-
-    def hwm_kb(self):
-        return proc_status_kb(self.proc.pid, "VmHWM")
-
-    def cpu_s(self):
-        return proc_cpu_s(self.proc.pid)
-
-    def user_s(self):
-        return proc_user_s([self.proc.pid])
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def log_tail(self, n=15):
-        try:
-            with open(self.log_path, "rb") as f:
-                return b"\n".join(f.read().splitlines()[-n:]).decode(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self):
-        """SIGTERM, wait, SIGKILL; returns (exit status, seconds to exit)."""
-        t = time.monotonic()
-        rc = self.proc.poll()
-        if rc is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                rc = self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                rc = self.proc.wait()
-        unmount(self.mnt)
-        self.logf.close()
-        Server.live.discard(self)
-        return rc, time.monotonic() - t
-
-    @classmethod
-    def stop_all(cls):
-        for s in list(cls.live):
-            s.stop()
-
-
-class Runtime(Server):
-    def __init__(self, ctx, cache_dir, prefetch, log_path):
-        self.port = _free_port()
-        self.cache_dir = cache_dir
-        env = dict(os.environ, HF_ENDPOINT=ctx.origin.base_url,
-                   DOWNLOADER_NUM_THREADS=str(ctx.conns),
-                   DOWNLOADER_PART_CHUNKSIZE=str(ctx.chunk),
-                   HF_TOKEN="", HUGGING_FACE_HUB_TOKEN="",
-                   HF_HOME=os.path.join(ctx.work, "hf-home"))
-        argv = [ctx.runtime, "--host", "127.0.0.1", "--port", str(self.port),
-                "--mount-point", ctx.mnt, "--cache-dir", cache_dir,
-                "--model", "%s=hf://%s,prefetch=%s" % (NAME, ctx.model.repo, prefetch)]
-        super().__init__(argv, env, ctx.mnt, log_path)
-
-    def ready(self):
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/ready" % self.port,
-                                        timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def wait_ready(self, timeout, every=0.02):
-        """Seconds from the start of the process until /ready answered 200 (None: never)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.alive():
-            if self.ready():
-                return time.monotonic() - self.t0
-            time.sleep(every)
-        return None
-
-
-class Rclone(Server):
-    def __init__(self, ctx, cache_dir, log_path):
-        argv = ["rclone", "mount", ":http:", ctx.rmnt, "--http-url",
-                ctx.origin.base_url + "/raw/", "--vfs-cache-mode", "full", "--cache-dir",
-                cache_dir, "--read-only", "--config", "/dev/null", "--log-level", "INFO"]
-        super().__init__(argv, dict(os.environ), ctx.rmnt, log_path)
-
-    def wait_listed(self, rel, timeout):
-        deadline = time.monotonic() + timeout
-        path = os.path.join(self.mnt, rel)
-        while time.monotonic() < deadline and self.alive():
-            if mounted(self.mnt) and os.path.exists(path):
-                return True
-            time.sleep(0.05)
-        return False
 
 
 # ---- one measured run ------------------------------------------------------------------------
@@ -339,7 +159,7 @@ def _begin(ctx, cold=True):
     """Start a run: cold (page cache dropped, the origin's files read back in) and wait for a
     quiet host. Returns the host's busy % seen just before."""
     if cold:
-        ctx.dropped = make_cold(ctx.model, ctx.drop)
+        ctx.dropped = make_cold(ctx.origin, ctx.drop)
     background = wait_quiet(ctx.opts.quiet_wait)
     return background
 
@@ -459,7 +279,7 @@ def run_rclone(ctx, c, i):
     background = _begin(ctx)
     rc_ = Rclone(ctx, cache, os.path.join(ctx.logs, "%s-%d.log" % (c.slug, i)))
     try:
-        if not rc_.wait_listed(ctx.shards[0], 30):
+        if not rc_.wait_path(ctx.shards[0], 30):
             return {"problems": ["rclone mount did not list %s within 30s:\n%s"
                                  % (ctx.shards[0], rc_.log_tail())]}
         background = wait_quiet(ctx.opts.quiet_wait)
@@ -480,13 +300,10 @@ def run_download_then_load(ctx, c, i):
     outdir = os.path.join(ctx.work, "out", "dtl")
     shutil.rmtree(outdir, ignore_errors=True)
     background = _begin(ctx)
-    env = {"HF_ENDPOINT": ctx.origin.base_url, "DOWNLOADER_NUM_THREADS": str(ctx.conns),
-           "DOWNLOADER_PART_CHUNKSIZE": str(ctx.chunk), "HF_TOKEN": "",
-           "HUGGING_FACE_HUB_TOKEN": "", "HF_HOME": os.path.join(ctx.work, "hf-home")}
+    argv, env = contenders._aibrix_argv(ctx, outdir)
     mark, h0 = snap(ctx)
     t0 = time.monotonic()
-    dl = timed(ctx, [ctx.aibrix, "--model-uri", "hf://%s" % ctx.model.repo, "--local-dir",
-                     outdir], ctx.timeout(ctx.model.total_bytes), env=env)
+    dl = timed(ctx, argv, ctx.timeout(ctx.model.total_bytes), env=env)
     root = outdir
     if not dl["problems"]:
         lines = dl["stdout"].strip().splitlines()
@@ -547,9 +364,10 @@ class Contender:
     (description, the ratio that must be reached, "vs"|"aria2c"|"rclone"|"time")."""
 
     def __init__(self, name, group, run, describe, prefetch=None, mode="seq", vs=None,
-                 baseline=False):
+                 baseline=False, one_stream=False):
         self.name, self.group, self.run, self.describe = name, group, run, describe
         self.prefetch, self.mode, self.vs, self.baseline = prefetch, mode, vs, baseline
+        self.one_stream = one_stream
         self.slug = name.replace(" ", "-").replace(",", "").replace("=", "")
 
 
@@ -592,7 +410,7 @@ CONTENDERS = [
     Contender("local disk", "read", run_local,
               describe="a copy of the shard in the bench's work dir on this machine's disk, "
                        "after `sync; echo 3 > /proc/sys/vm/drop_caches`; " + READER_SEQ),
-    Contender("rclone mount", "read", run_rclone,
+    Contender("rclone mount", "read", run_rclone, one_stream=True,
               describe="`rclone mount :http: MNT --http-url http://ORIGIN/raw/ "
                        "--vfs-cache-mode full --cache-dir EMPTY_DIR --read-only` (nginx "
                        "`autoindex on` for /raw/, the same files and limit_rate; rclone's "
@@ -666,39 +484,37 @@ def measure(ctx, chosen):
     its numbers are kept aside and not used for the medians."""
     results, broken = {c.name: [] for c in chosen}, False
     ctx.discarded = {c.name: [] for c in chosen}
-    for i in range(ctx.opts.runs):
-        k = i % len(chosen)
-        for c in chosen[k:] + chosen[:k]:
-            for attempt in range(ctx.opts.mount_retries + 1):
-                try:
-                    r = c.run(ctx, c, i + 1)
-                except Exception as e:  # a broken contender must not stop the others
-                    Server.stop_all()
-                    r = {"problems": ["%s: %s" % (type(e).__name__, e)]}
-                r.setdefault("secs", float("nan"))
-                if attempt < ctx.opts.mount_retries and disturbed(r):
-                    ctx.discarded[c.name].append(r)
-                    log("run %d %-30s %7.2fs  disturbed: other processes used %.2f CPU-s "
-                        "(host %.0f%%); running it again" % (i + 1, c.name, r["secs"],
-                                                            others_cpu(r), r["host_busy"]))
-                    continue
-                break
-            results[c.name].append(r)
-            nbytes = ctx.shard_bytes
-            extra = ""
-            if "parts" in r:
-                extra = " (" + ", ".join("%s %.2fs" % kv for kv in r["parts"].items()) + ")"
-            log("run %d %-30s %7.2fs %7.1f MiB/s fetcher rss %s MiB cpu %s reader rss %s MiB "
-                "host %3.0f%% (bg %3.0f%%, others %.2fs) req %s conns %s inflight %s%s%s" % (
-                    i + 1, c.name, r["secs"], nbytes / MiB / r["secs"] if r["secs"] else 0,
-                    fmt_mb(r.get("fetcher_rss_kb")),
-                    "%.2fs" % r["fetcher_cpu"] if r.get("fetcher_cpu") is not None else "-",
-                    fmt_mb(r.get("reader_rss_kb")), r.get("host_busy", 0),
-                    r.get("background", 0), others_cpu(r), r.get("requests", "-"), r.get("connections", "-"),
-                    r.get("peak_inflight", "-"), extra, "  INVALID" if r["problems"] else ""))
-            for p in r["problems"][:10]:
-                log("    " + p.replace("\n", "\n    "))
-            broken |= bool(r["problems"])
+    for i, c in benchlib.rounds(chosen, ctx.opts.runs, ctx.opts.single_runs):
+        for attempt in range(ctx.opts.mount_retries + 1):
+            try:
+                r = c.run(ctx, c, i + 1)
+            except Exception as e:  # a broken contender must not stop the others
+                Server.stop_all()
+                r = {"problems": ["%s: %s" % (type(e).__name__, e)]}
+            r.setdefault("secs", float("nan"))
+            if attempt < ctx.opts.mount_retries and disturbed(r):
+                ctx.discarded[c.name].append(r)
+                log("run %d %-30s %7.2fs  disturbed: other processes used %.2f CPU-s "
+                    "(host %.0f%%); running it again" % (i + 1, c.name, r["secs"],
+                                                        others_cpu(r), r["host_busy"]))
+                continue
+            break
+        results[c.name].append(r)
+        nbytes = ctx.shard_bytes
+        extra = ""
+        if "parts" in r:
+            extra = " (" + ", ".join("%s %.2fs" % kv for kv in r["parts"].items()) + ")"
+        log("run %d %-30s %7.2fs %7.1f MiB/s fetcher rss %s MiB cpu %s reader rss %s MiB "
+            "host %3.0f%% (bg %3.0f%%, others %.2fs) req %s conns %s inflight %s%s%s" % (
+                i + 1, c.name, r["secs"], nbytes / MiB / r["secs"] if r["secs"] else 0,
+                fmt_mb(r.get("fetcher_rss_kb")),
+                "%.2fs" % r["fetcher_cpu"] if r.get("fetcher_cpu") is not None else "-",
+                fmt_mb(r.get("reader_rss_kb")), r.get("host_busy", 0),
+                r.get("background", 0), others_cpu(r), r.get("requests", "-"), r.get("connections", "-"),
+                r.get("peak_inflight", "-"), extra, "  INVALID" if r["problems"] else ""))
+        for p in r["problems"][:10]:
+            log("    " + p.replace("\n", "\n    "))
+        broken |= bool(r["problems"])
     return results, broken
 
 
@@ -726,14 +542,6 @@ def summarize(ctx, chosen, results):
             row["has_reader"] = any(r.get("reader_rss_kb") is not None for r in ok)
         rows[c.name] = row
     return rows
-
-
-def ratio(rows, a, b, time_ratio=False):
-    """a's throughput / b's (or a's seconds / b's with time_ratio); None when missing."""
-    ra, rb = rows.get(a), rows.get(b)
-    if not ra or not rb or ra["failed"] or rb["failed"]:
-        return None
-    return ra["secs"] / rb["secs"] if time_ratio else rb["secs"] / ra["secs"]
 
 
 def tables(ctx, chosen, rows):
@@ -780,22 +588,17 @@ def tables(ctx, chosen, rows):
     return "\n".join(out)
 
 
-def goals(rows):
-    out = ["| goal | row | measured | verdict |", "|---|---|---|---|"]
-    for text, a, b, how, want in GOALS:
-        time_ratio = how == "<="
-        v = ratio(rows, a, b, time_ratio=time_ratio)
-        if v is None:
-            out.append("| %s | %s | not measured | - |" % (text, a))
-            continue
-        ok = v >= want if how == ">=" else v <= want
-        what = "time" if time_ratio else "throughput"
-        out.append("| %s | %s | %.2fx %s (%s) | %s |" % (
-            text, a, v, b, what, "met" if ok else "**missed** (%.0f%% of the goal)" % (
-                100 * (v / want if how == ">=" else want / v))))
-    peak = max((r["fetcher_rss"] for n, r in rows.items()
+def runtime_peak_mib(rows):
+    """The runtime's largest VmHWM over the mount rows (None: no such row succeeded)."""
+    return max((r["fetcher_rss"] for r in rows.values()
                 if not r["failed"] and r["c"].run in (run_mount_cold, run_mount_and_load,
                                                       run_mount_warm)), default=None)
+
+
+def goals(rows):
+    out = ["| goal | row | measured | verdict |", "|---|---|---|---|"]
+    out += benchlib.goal_lines(GOALS, rows)
+    peak = runtime_peak_mib(rows)
     if peak is not None:
         out.append("| runtime peak RSS < 64 MiB | every mount row | %.1f MiB (max VmHWM) | %s |"
                    % (peak, "met" if peak < 64 else "**missed**"))
@@ -814,11 +617,12 @@ def report_md(ctx, chosen, rows, results, command, started):
         "",
         "## Mount: aibrix_runtime against aria2c, rclone mount and local disk",
         "",
-        "Run it with `tests/bench/run --suites mount` (about 15 minutes: rclone needs ~45 s "
-        "a run) or `tests/bench/run --quick` (both suites, 64 MiB, one run each, under a "
-        "minute; no doc write). `--mount-contenders 'A;B'` picks rows, `--runtime` and "
-        "`--aibrix` pick binaries. The harness: `tests/bench/mountbench.py` (contenders as "
-        "data), `tests/bench/reader.py` (the loads), `tests/bench/hforigin.py` (the origin).",
+        "Run it with `tests/bench/run --suites mount` (about 15 minutes for 2 GiB: rclone "
+        "needs ~90 s a run) or `tests/bench/run --quick` (every suite, 64 MiB, one run each, "
+        "under two minutes; no doc write). `--mount-contenders 'A;B'` picks rows, "
+        "`--runtime` and `--aibrix` pick binaries. The harness: `tests/bench/mountbench.py` "
+        "(contenders as data), `tests/bench/reader.py` (the loads), `tests/bench/mounts.py` "
+        "(the daemons), `tests/bench/hforigin.py` (the origin).",
         "",
         "- **Date:** %s" % started,
         "- **Command:** `%s`" % command,
@@ -836,9 +640,10 @@ def report_md(ctx, chosen, rows, results, command, started):
         "per connection: %d connections x %.0f MiB/s = %.0f MiB/s ceiling; the same files "
         "also under `/raw/` with `autoindex on` for rclone" % (
             ctx.opts.rate, ctx.conns, rate / MiB, ctx.conns * rate / MiB),
-        "- **Method:** %d run(s) per contender, interleaved round-robin (the order rotates "
-        "each round). Cold rows: empty cache dir, `sync` and %s, the origin's files read back "
-        "into memory. Timed: the reader process (interpreter start included), once the mount "
+        "- **Method:** %d run(s) per contender (rclone mount: %d, it reads over one "
+        "connection whatever it is told, minutes a run), interleaved round-robin (the order "
+        "rotates each round). Cold rows: empty cache dir, `sync` and %s, the origin's "
+        "files read back into memory. Timed: the reader process (interpreter start included), once the mount "
         "is listed; time-to-ready rows time everything from the start. After each run the "
         "sha256 of what the reader was served is checked through the same path (a wrong "
         "byte fails the run). Fetcher = the process that fetches (aria2c, aibrix_runtime, "
@@ -846,10 +651,11 @@ def report_md(ctx, chosen, rows, results, command, started):
         "or `/usr/bin/time -v`; the mmap readers' RSS includes the mapped file. Requests and "
         "connections from nginx's log. Runs wait up to %ds for the shared host to be under "
         "15%% busy, and a run during which other processes took more than a quarter of a core "
-        "is run again (listed below)" % (
-            ctx.opts.runs, "`drop_caches=3`" if any(
+        "is run again, up to %d time(s) (listed below)" % (
+            ctx.opts.runs, min(ctx.opts.runs, ctx.opts.single_runs), "`drop_caches=3`" if any(
                 r.get("cold") for v in results.values() for r in v)
-            else "no drop_caches (not permitted)", ctx.opts.quiet_wait),
+            else "no drop_caches (not permitted)", ctx.opts.quiet_wait,
+            ctx.opts.mount_retries),
         "- **Warm cache:** filled once per session by `prefetch=all` (untimed; /ready after "
         "%s)" % ("%.2f s" % ctx.prepared["warm"] if "warm" in ctx.prepared else "n/a"),
         "",
@@ -900,7 +706,7 @@ def prepare_lists(ctx):
 
 
 def main(opts, work, runtime, aibrix, command, started):
-    """Run the mount suite; returns (markdown section or None, table text, broken)."""
+    """Run the mount suite; returns (markdown section or None, table text, broken, rows)."""
     chosen = select(opts.mount_contenders)
     size = hforigin.parse_rate(opts.mount_size)
     model = hforigin.prepare_model(opts.cache_dir, size, opts.seed, opts.mount_shards, log)
@@ -909,10 +715,9 @@ def main(opts, work, runtime, aibrix, command, started):
     try:
         with hforigin.Origin(model, opts.rate, os.path.join(work, "nginx")) as origin:
             ctx = Ctx(model, origin, opts, work, runtime, aibrix)
-            if not ctx.shards or max(model.files[r]["size"] for r in ctx.shards) < (1 << 30):
-                log("bench: note: the largest shard is %.0f MiB (the goals are stated for "
-                    ">= 1 GiB)" % (max([model.files[r]["size"] for r in ctx.shards] or [0])
-                                   / MiB))
+            if model.total_bytes < (2 << 30):
+                log("bench: note: the model is %.0f MiB (the goals are stated for a "
+                    ">= 2 GiB model)" % (model.total_bytes / MiB))
             prepare_lists(ctx)
             log("bench: mount suite: %s, %d files, shard(s) %s (%.1f MiB); origin %s, "
                 "limit_rate %s; %d run(s)" % (model.repo, len(model.files),
@@ -924,4 +729,4 @@ def main(opts, work, runtime, aibrix, command, started):
             text = tables(ctx, chosen, rows) + "\n\n" + goals(rows)
     finally:
         Server.stop_all()
-    return section, text, broken
+    return section, text, broken, rows

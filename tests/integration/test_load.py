@@ -55,6 +55,7 @@ pytest_plugins = ["runtime"]  # the runtime_factory fixture and the watchdog
 
 from conftest import FAKES_DIR, PYTHON, ServerProcess, wait_http  # noqa: E402
 from runtime import RUNTIME, is_asan_binary, is_mounted, read_all, runtime_timeout  # noqa: E402
+from wrkparse import parse as parse_wrk  # noqa: E402  (tests/fakes)
 
 MiB = 1 << 20
 LOAD_SECONDS = max(10, int(os.environ.get("AIBRIX_LOAD_SECONDS", "60")))
@@ -142,32 +143,6 @@ class Wrk:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self._out.close()
-
-
-def _ms(v):
-    for unit, mult in (("us", 1e-3), ("ms", 1.0), ("s", 1e3), ("m", 6e4)):
-        if v.endswith(unit):
-            return float(v[:-len(unit)]) * mult
-    return float(v)
-
-
-def parse_wrk(text):
-    """{requests, rps, non2xx, socket_errors {connect, read, write, timeout}, errors, p50, p99 (ms)}."""
-    r = {"requests": None, "rps": 0.0, "non2xx": 0, "socket_errors": {}, "p50": None, "p99": None, "text": text}
-    for line in text.splitlines():
-        p = line.split()
-        if len(p) == 2 and p[0] in ("50%", "99%"):
-            r["p" + p[0][:-1]] = _ms(p[1])
-        elif line.startswith("Requests/sec:"):
-            r["rps"] = float(p[1])
-        elif len(p) > 3 and p[1] == "requests" and p[2] == "in":
-            r["requests"] = int(p[0])
-        elif "Non-2xx or 3xx responses:" in line:
-            r["non2xx"] = int(p[-1])
-        elif line.strip().startswith("Socket errors:"):
-            r["socket_errors"] = {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", line.split(":", 1)[1])}
-    r["errors"] = r["non2xx"] + sum(r["socket_errors"].values())
-    return r
 
 
 def wrk_line(name, w):
