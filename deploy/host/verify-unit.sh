@@ -11,7 +11,9 @@
 # expect from the host). Checked: the unit starts with all its hardening (seccomp filter,
 # capability bounding set, device policy), /ready answers 200, every file reads back with the
 # source's sha256 through /models, `systemctl stop` ends with Result=success and exit status 0
-# and no mount left on /models, and `systemctl start` serves again. Not part of `make test`.
+# and no mount left on /models (and nothing in the journal about it), `systemctl start` serves
+# again, and after a SIGKILL systemd restarts it onto a clean /models (one mount, not two).
+# Not part of `make test`.
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -66,6 +68,22 @@ state=$(in_ct 'systemctl show aibrix-runtime -p Result -p ExecMainStatus --value
 in_ct 'grep -q " /models fuse" /proc/mounts' && fail "a mount is left on /models after stop"
 echo "verify-unit: systemctl stop: Result=success, exit 0, /models released"
 
+in_ct 'journalctl -u aibrix-runtime --no-pager | grep -q "failed to unmount"' &&
+    fail "the journal has an unmount failure after a clean stop"
+echo "verify-unit: systemctl stop: nothing about unmounting in the journal"
+
 in_ct 'systemctl start aibrix-runtime'
 wait_ready
-echo "verify-unit: systemctl start serves again; the unit is good"
+echo "verify-unit: systemctl start serves again"
+
+pid=$(in_ct 'systemctl show aibrix-runtime -p MainPID --value')
+in_ct 'systemctl kill -s KILL aibrix-runtime'
+i=0
+until [ "$(in_ct 'systemctl show aibrix-runtime -p MainPID --value')" != "$pid" ] && [ "$(ready)" = 200 ]; do
+    i=$((i + 1))
+    [ $i -lt 150 ] || fail "no restart after SIGKILL: $(in_ct 'systemctl status aibrix-runtime --no-pager' 2>&1 | tail -8)"
+    sleep 0.2
+done
+mounts=$(in_ct 'grep -c " /models fuse" /proc/mounts || true')
+[ "$mounts" = 1 ] || fail "$mounts FUSE mounts on /models after the restart (want 1)"
+echo "verify-unit: after SIGKILL systemd restarted it onto a clean /models; the unit is good"

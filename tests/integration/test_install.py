@@ -165,7 +165,8 @@ def check_unit_keys(text):
     assert " ".join(start).count("--mount-point /models") == 1
     assert " ".join(start).count("--cache-dir /var/cache/aibrix") == 1
     assert svc["Restart"] == ["on-failure"]
-    assert svc["ExecStopPost"] == ["-/bin/fusermount3 -u -z /models"]
+    assert svc["ExecStopPost"] == ["-/bin/sh -c 'grep -qs \" /models fuse\" /proc/self/mounts || exit 0; "
+                                   "exec /bin/fusermount3 -u -z /models'"]
     assert svc["DeviceAllow"] == ["/dev/fuse rw"]
     assert "CAP_SYS_ADMIN" in svc["CapabilityBoundingSet"][0].split()
     assert "@mount" in svc["SystemCallFilter"][0].split()
