@@ -59,6 +59,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "fakes"))
 import hforigin  # noqa: E402  (only used, never changed here)
+from benchlib import drop_caches  # noqa: E402
 from hforigin import proc_cpu_s  # noqa: E402
 from wrkparse import parse as parse_wrk  # noqa: E402  (tests/fakes)
 
@@ -78,16 +79,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def drop_caches():
-    subprocess.run(["sync"], check=False)
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return True
-    except OSError:
-        return False
 
 
 def is_mounted(path):

@@ -90,6 +90,18 @@ def read_all(path, drop_cache=False):
     return h.hexdigest()
 
 
+def wait_until(pred, timeout, what, interval=0.05):
+    """pred()'s first true value, polled every interval; AssertionError after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
 def sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -18,20 +18,13 @@ from pathlib import Path
 
 import pytest
 import secrets_audit
+from runtime import sha256
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("AIBRIX_BUILD_DIR", REPO / "build"))
 DOWNLOAD = BUILD / "downloader" / "aibrix_download"
 
 REPO_ID = "acme/tiny-llm"
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def clean_env(extra):

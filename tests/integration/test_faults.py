@@ -29,7 +29,8 @@ import pytest
 pytest_plugins = ["runtime"]  # the runtime_factory fixture and the watchdog
 
 from conftest import FAKES_DIR, PYTHON, ServerProcess, http_json, wait_http  # noqa: E402
-from runtime import BUILD, CHUNK, bounded, read_all, clean_env, errno_of, is_mounted, runtime_timeout, sha256  # noqa: E402
+from runtime import (BUILD, CHUNK, bounded, read_all, clean_env, errno_of, is_mounted, runtime_timeout,  # noqa: E402
+                     sha256, wait_until)
 
 sys.path.insert(0, str(FAKES_DIR))
 import modelgen  # noqa: E402
@@ -170,17 +171,6 @@ def mmap_tensors_in_order(path, src):
             mm.close()
             sm.close()
     return len(tensors)
-
-
-def wait_until(pred, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------

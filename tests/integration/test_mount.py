@@ -28,7 +28,7 @@ import pytest
 pytest_plugins = ["runtime"]  # the runtime_factory fixture and the watchdog
 
 from runtime import (CHUNK, read_all, REPO, RUNTIME, bounded, disk_usage, errno_of, is_asan_binary,  # noqa: E402
-                     is_mounted, mount_ids, runtime_timeout, sha256, tree_sha256, tree_sizes)
+                     is_mounted, mount_ids, runtime_timeout, sha256, tree_sha256, tree_sizes, wait_until)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fakes"))
 import modelgen  # noqa: E402
@@ -56,17 +56,6 @@ def read_errno(path, drop_cache=False):
 
 def ename(e):
     return errno.errorcode.get(e, str(e)) if e is not None else "success"
-
-
-def wait_until(pred, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 class Origin:

@@ -20,7 +20,7 @@ pytest_plugins = ["runtime"]  # runtime_factory
 
 import secrets_audit  # noqa: E402
 from conftest import FAKES_DIR, PYTHON, HFHub, ServerProcess  # noqa: E402
-from runtime import BUILD, clean_env, read_all  # noqa: E402
+from runtime import BUILD, clean_env, read_all, sha256  # noqa: E402
 
 DOWNLOAD = BUILD / "downloader" / "aibrix_download"
 REPO_ID = "acme/tls-llm"
@@ -74,10 +74,6 @@ def ca_env(env, **ca):
 def download(uri, out, env):
     return subprocess.run([str(DOWNLOAD), "--model-uri", uri, "--local-dir", str(out)], env=clean_env(env),
                           capture_output=True, text=True, timeout=120)
-
-
-def sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def written(root):
