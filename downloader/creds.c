@@ -188,6 +188,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 static CURLcode http_setup(CURL *h, const struct http_req *rq, struct http_resp *rs, char *curl_err)
 {
     long connect_ms = rq->timeout_ms < CONNECT_MS ? rq->timeout_ms : CONNECT_MS;
+    const char *ca = cm_ca_bundle(NULL); /* STS behind a private CA, as the sources */
     CURLcode c = curl_easy_setopt(h, CURLOPT_URL, rq->url);
     if (c == CURLE_OK)
         c = curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
@@ -205,8 +206,8 @@ static CURLcode http_setup(CURL *h, const struct http_req *rq, struct http_resp 
 #endif
     if (c == CURLE_OK)
         c = curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    if (c == CURLE_OK && cm_ca_bundle(NULL)) /* STS behind a private CA, as the sources */
-        c = curl_easy_setopt(h, CURLOPT_CAINFO, cm_ca_bundle(NULL));
+    if (c == CURLE_OK && ca)
+        c = curl_easy_setopt(h, CURLOPT_CAINFO, ca);
     if (c == CURLE_OK)
         c = curl_easy_setopt(h, CURLOPT_USERAGENT, "aibrix-runtime");
     if (c == CURLE_OK && rq->headers)

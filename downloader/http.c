@@ -450,7 +450,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
             return 0;
         }
         a->delivered += n - off;
-        atomic_fetch_add(&a->http->stats.bytes, n - off);
         atomic_fetch_add(&a->http->stats.bytes_by_origin[a->req->origin], n - off);
         /* a server that ignored the range sends the rest of the object: stop here (a
          * response that ends exactly at the range end keeps its connection alive) */
@@ -704,7 +703,6 @@ enum dl_status dl_http_do(struct dl_http_conn *c, const struct dl_http_req *req,
         resp->attempts = attempt;
         configure(c, req, method, url, hdrs, &cur);
         curl_easy_setopt(c->easy, CURLOPT_HEADERFUNCTION, on_header_status);
-        atomic_fetch_add(&c->http->stats.requests, 1);
         cur.stage = c->stage;
         cur.staged = 0;
         CURLcode rc = curl_easy_perform(c->easy);

@@ -45,12 +45,10 @@ const char *dl_origin_name(enum dl_origin o);
 
 /* Counters for metrics; updated atomically by every connection. */
 struct dl_http_stats {
-    atomic_uint_fast64_t requests; /* every attempt */
     atomic_uint_fast64_t retries;
-    atomic_uint_fast64_t bytes;
     atomic_uint_fast64_t failures;
-    atomic_uint_fast64_t bytes_by_origin[DL_ORIGIN_COUNT];
-    atomic_uint_fast64_t attempts_by[DL_ORIGIN_COUNT][DL_HTTP_STATUS_SLOTS];
+    atomic_uint_fast64_t bytes_by_origin[DL_ORIGIN_COUNT];                  /* body bytes */
+    atomic_uint_fast64_t attempts_by[DL_ORIGIN_COUNT][DL_HTTP_STATUS_SLOTS]; /* every attempt */
 };
 
 struct dl_http;

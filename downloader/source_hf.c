@@ -442,17 +442,24 @@ static char *cdn_lookup(struct hf_source *hs, const char *path)
     return url;
 }
 
-static void cdn_set(struct hf_source *hs, const char *path, const char *url, time_t until)
+static void cdn_store(struct hf_source *hs, const char *path, const char *url, time_t until)
 {
     pthread_mutex_lock(&hs->lock);
     struct cdn_url *s = cdn_slot(hs, path);
-    if (url || (s->path && strcmp(s->path, path) == 0)) {
-        free(s->path), free(s->url);
-        *s = (struct cdn_url){0};
-        if (url && (s->path = strdup(path)) && !(s->url = strdup(url)))
-            free(s->path), s->path = NULL;
-        s->until = until;
-    }
+    free(s->path), free(s->url);
+    *s = (struct cdn_url){.path = strdup(path), .url = strdup(url), .until = until};
+    if (!s->path || !s->url) /* out of memory: remember nothing */
+        s->until = 0;
+    pthread_mutex_unlock(&hs->lock);
+}
+
+/* The CDN refused path's URL (expired, revoked): the next read asks the Hub again. */
+static void cdn_forget(struct hf_source *hs, const char *path)
+{
+    pthread_mutex_lock(&hs->lock);
+    struct cdn_url *s = cdn_slot(hs, path);
+    if (s->path && strcmp(s->path, path) == 0)
+        s->until = 0;
     pthread_mutex_unlock(&hs->lock);
 }
 
@@ -475,7 +482,7 @@ static void cdn_remember(struct hf_source *hs, const char *path, const char *url
         break;
     }
     if (until > now)
-        cdn_set(hs, path, url, until);
+        cdn_store(hs, path, url, until);
 }
 
 static enum dl_status hf_read(struct dl_source *s, struct dl_http_conn *c, const struct dl_entry *e,
@@ -528,7 +535,7 @@ static enum dl_status hf_read(struct dl_source *s, struct dl_http_conn *c, const
         st = dl_http_do(c, &direct, &resp, err, errlen);
         free(cdn);
         if (st == DL_ERR_ACCESS || st == DL_ERR_NOTFOUND || st == DL_ERR_INVALID) {
-            cdn_set(hs, e->path, NULL, 0); /* expired or refused: ask the Hub again */
+            cdn_forget(hs, e->path);
             dl_http_resp_free(&resp);
             cdn = NULL;
         }
