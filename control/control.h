@@ -20,6 +20,8 @@ struct ctl_state *ctl_state_new(const char *mount_point, char *err, size_t errle
 /* The filesystem serving mount_point, once it serves (borrowed; must outlive the state).
  * Until then mount routes answer 503. */
 void ctl_state_attach_fs(struct ctl_state *c, struct fs *fs);
+/* That filesystem, or NULL without --mount-point or before it serves. */
+struct fs *ctl_state_fs(struct ctl_state *c);
 /* Wake every waiting request (they answer 503) and cancel downloads. Idempotent. */
 void ctl_state_stop(struct ctl_state *c);
 /* Stop, join the download threads, free. No request may be running. NULL is a no-op. */

@@ -74,8 +74,6 @@ struct ctl_state {
 
 /* The state of a route's context (the struct runtime). */
 struct ctl_state *ctl_state_of(void *ctx);
-/* The filesystem, or NULL without --mount-point or before it serves. */
-struct fs *ctl_state_fs(struct ctl_state *c);
 
 /* ---- credentials (control.c) ------------------------------------------------------------ */
 

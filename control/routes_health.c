@@ -1,11 +1,13 @@
 /* routes_health.c - GET /healthz and GET /ready (SPEC §5).
  *
- * Ready means: every mount made at start is listed and, with prefetch=all, fully fetched and
- * verified. Until then /ready answers 503 with each start mount's progress, so a startup
- * probe can gate the engine on the model being local. */
+ * Ready means: the model filesystem serves (with --mount-point), and every mount made at start
+ * is listed and, with prefetch=all, fully fetched and verified. Until then /ready answers 503
+ * with each start mount's progress, so a startup probe can gate the engine on the model being
+ * local, and a LoRA load or a mount sent after /ready is never refused as "still starting". */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 
+#include "control.h"
 #include "runtime.h"
 
 void rt_route_healthz(void *ctx, const struct ctl_request *req, struct ctl_response *resp)
@@ -17,9 +19,13 @@ void rt_route_healthz(void *ctx, const struct ctl_request *req, struct ctl_respo
 void rt_route_ready(void *ctx, const struct ctl_request *req, struct ctl_response *resp)
 {
     struct runtime *rt = ctx;
-    bool ready = true;
+    /* the mount point can be a mount a moment before the filesystem is attached to the API */
+    bool serving = !rt->cfg->mount_point || ctl_state_fs(rt->control);
+    bool ready = serving;
     (void)req;
     cJSON *body = cJSON_CreateObject();
+    if (!serving)
+        cJSON_AddStringToObject(body, "filesystem", "starting");
     cJSON *mounts = cJSON_CreateArray();
     for (size_t i = 0; i < rt->cfg->nmodels; i++) {
         pthread_mutex_lock(&rt->lock);

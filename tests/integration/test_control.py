@@ -24,7 +24,7 @@ pytest_plugins = ["runtime"]  # runtime_factory and the watchdog
 
 import secrets_audit  # noqa: E402
 from conftest import FAKES_DIR, PYTHON, ServerProcess, get_free_port, http_json  # noqa: E402
-from runtime import RUNTIME, clean_env, is_mounted, scaled, sha256, wrapped  # noqa: E402
+from runtime import RUNTIME, clean_env, is_mounted, scaled, sha256, wait_until, wrapped  # noqa: E402
 
 ADAPTER = "sql-lora"
 KEY = secrets_audit.secret("sk-test-0123456789abcdef")
@@ -559,6 +559,27 @@ def test_unreadable_or_empty_key_file_stops_the_start(tmp_path):
 
 # --------------------------------------------------------------------------
 # model mounts
+
+@pytest.mark.valgrind
+def test_ready_waits_for_the_filesystem_so_a_mount_sent_after_it_is_never_refused(model_tree_factory,
+                                                                                  runtime_factory):
+    """The mount point becomes a mount a moment before the API can use the filesystem; /ready
+    must cover that moment (under valgrind it was long enough for a LoRA load to get 503)."""
+    tree = model_tree_factory(size="1M", seed=5)
+    rt = runtime_factory(wait="healthz")
+    seen = []
+
+    def ready():
+        status, body = rt.get("/ready")
+        seen.append((status, body))
+        return status == 200
+
+    wait_until(ready, 60, "/ready", interval=0.005)
+    r = api(rt.url, "POST", "/v1/model/mount", {"model_name": "m", "model_uri": "file://%s" % tree.path})
+    assert r.status == 200, (r, seen)
+    for status, body in seen[:-1]:
+        assert status == 503 and body["status"] == "not ready", seen
+
 
 @pytest.mark.valgrind
 def test_model_mount_unmount_and_progress(request, model_tree_factory, engine, runtime_factory):
