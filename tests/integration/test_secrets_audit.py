@@ -34,7 +34,7 @@ def post(url, body):
 
 def test_the_audit_sees_logs_answers_and_captured_output(runtime_factory, tmp_path):
     marker = "audit-marker-" + uuid.uuid4().hex
-    rt = runtime_factory(wait="healthz")
+    rt = runtime_factory()  # ready: the unmount below needs the filesystem
 
     # an API error that names what it was asked for reaches the test through a runtime answer
     status, body = post(rt.url + "/v1/model/unmount", {"model_name": marker})
