@@ -27,8 +27,10 @@
 
 #define IMMUTABLE_TIMEOUT 86400.0
 #define ROOT_TIMEOUT 1.0
-/* A sequential reader's window starts at a few default chunks (so a cold read uses several
- * connections at once) and doubles up to what the whole pool can carry. */
+/* A sequential reader's window starts at what the fetch pool carries at once (a chunk for every
+ * connection: a cold file streams on all of them from its first read, instead of after a few
+ * doublings that each cost a whole chunk's wait) and doubles from there, within these bounds.
+ * The price: a reader that only peeks at a big file's head has fetched the first window. */
 #define READAHEAD_MIN (32u << 20)
 #define READAHEAD_MAX (256u << 20)
 
@@ -39,7 +41,7 @@ struct handle {
     struct fs_object *obj;
     pthread_mutex_t lock; /* the fields below: FUSE threads read one handle concurrently */
     uint64_t next_off;
-    uint64_t window;
+    uint64_t window, first_window;
     bool reading;      /* has read at least once */
     unsigned bad_seen; /* the object's bad-copy count at the first read */
 };
@@ -149,7 +151,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     h->node = n;
     h->obj = o;
-    h->window = READAHEAD_MIN;
+    uint64_t pool = (uint64_t)fs->cfg.threads * fs->cfg.chunk_size;
+    h->first_window = pool < READAHEAD_MIN   ? READAHEAD_MIN
+                      : pool > READAHEAD_MAX ? READAHEAD_MAX
+                                             : pool;
+    h->window = h->first_window;
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_lock(&fs->handles_lock);
     h->next = fs->handles;
@@ -179,7 +185,7 @@ static void read_ahead(struct handle *h, uint64_t off, uint64_t len)
     if (near && h->window < READAHEAD_MAX)
         h->window *= 2;
     else if (!near)
-        h->window = READAHEAD_MIN;
+        h->window = h->first_window;
     if (off + len > h->next_off || !near)
         h->next_off = off + len;
     pthread_mutex_unlock(&h->lock);

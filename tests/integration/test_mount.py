@@ -467,6 +467,29 @@ def test_prefetch_all_is_ready_only_when_everything_is_fetched_once(hf_hub, runt
     assert o.served_total() == total
 
 
+@pytest.mark.parametrize("threads,window", [(40, 40 * MiB), (2, 32 * MiB)])
+def test_a_cold_first_read_fetches_what_the_pool_carries_ahead(hf_hub, runtime_factory, threads, window):
+    """prefetch=none: the first read of a file queues a read-ahead window of a chunk for every
+    connection (40 x 1 MiB here), so a cold sequential read streams on all of them at once;
+    the window never starts under 32 MiB (2 x 1 MiB here), and never covers the whole file."""
+    o = hf_origin(hf_hub, size="64M", seed=12, shards=1)
+    (shard,) = [k for k in o.manifest if k.endswith(".safetensors")]
+    size = o.manifest[shard]["size"]
+    env = {**o.env, "DOWNLOADER_NUM_THREADS": str(threads), "DOWNLOADER_PART_CHUNKSIZE": "1M"}
+    rt = runtime_factory(model_opt(o.uri, prefetch="none"), env=env)
+    fd = os.open(rt.mount / NAME / shard, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no kernel read-ahead: one read of a page
+        assert len(bounded(os.pread, fd, 1, 0, timeout=30)) == 1
+    finally:
+        os.close(fd)
+    wait_until(lambda: o.served().get(shard, 0) >= window, 30, "the first window to be fetched")
+    time.sleep(0.5)
+    served = o.served().get(shard, 0)
+    # the window starts after the page read; the chunk holding its end is fetched whole
+    assert window <= served <= window + MiB < size, (served, window, size)
+
+
 @pytest.mark.valgrind
 def test_prefetch_open_fetches_the_whole_file_on_first_open(hf_hub, runtime_factory):
     o = hf_origin(hf_hub, size="6M", seed=10)
