@@ -41,7 +41,7 @@ struct handle {
     struct fs_object *obj;
     pthread_mutex_t lock; /* the fields below: FUSE threads read one handle concurrently */
     uint64_t next_off;
-    uint64_t window, first_window;
+    uint64_t window;
     bool reading;      /* has read at least once */
     unsigned bad_seen; /* the object's bad-copy count at the first read */
 };
@@ -49,6 +49,13 @@ struct handle {
 static struct fs *fs_of(fuse_req_t req)
 {
     return fuse_req_userdata(req);
+}
+
+/* A chunk for every connection, within the bounds above. */
+static uint64_t first_window(const struct fs *fs)
+{
+    uint64_t pool = (uint64_t)fs->cfg.threads * fs->cfg.chunk_size;
+    return pool < READAHEAD_MIN ? READAHEAD_MIN : pool > READAHEAD_MAX ? READAHEAD_MAX : pool;
 }
 
 static void fill_attr(const struct fs_node *n, struct stat *st)
@@ -151,11 +158,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     h->node = n;
     h->obj = o;
-    uint64_t pool = (uint64_t)fs->cfg.threads * fs->cfg.chunk_size;
-    h->first_window = pool < READAHEAD_MIN   ? READAHEAD_MIN
-                      : pool > READAHEAD_MAX ? READAHEAD_MAX
-                                             : pool;
-    h->window = h->first_window;
+    h->window = first_window(fs);
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_lock(&fs->handles_lock);
     h->next = fs->handles;
@@ -185,7 +188,7 @@ static void read_ahead(struct handle *h, uint64_t off, uint64_t len)
     if (near && h->window < READAHEAD_MAX)
         h->window *= 2;
     else if (!near)
-        h->window = h->first_window;
+        h->window = first_window(h->node->mount->fs);
     if (off + len > h->next_off || !near)
         h->next_off = off + len;
     pthread_mutex_unlock(&h->lock);
