@@ -210,10 +210,18 @@ def named(table, name):
     return next(c for c in table if c.name == name)
 
 
+# s3fs with the sweep's connection count as its parallel_count (the s3 suite runs its default)
+S3FS_SWEEP = _mount("s3fs mount",
+                    "the s3 suite's s3fs with `-o parallel_count={conns}`; " + READ_SEQ,
+                    lambda ctx, cache, log_path: mounts.S3fs(ctx, cache, log_path,
+                                                             parallel_count=ctx.conns),
+                    {"s3fs": "s3fs"})
+
 # The connections sweep: (origin, contender) pairs whose connection count is a knob; curl
 # (one connection, whatever it is told) is measured once as a reference.
 SWEEP = [("hf", named(HF_CONTENDERS, "curl")), ("hf", named(HF_CONTENDERS, "aria2c")),
          ("hf", named(HF_CONTENDERS, "aibrix_download")), ("hf", HF_MOUNT),
          ("s3", named(S3_CONTENDERS, "aws s3 cp")),
-         ("s3", named(S3_CONTENDERS, "aibrix_download"))]
+         ("s3", named(S3_CONTENDERS, "aibrix_download")),
+         ("s3", named(S3_CONTENDERS, "mount seq, prefetch=none")), ("s3", S3FS_SWEEP)]
 SWEEP_FIXED = {"curl"}  # connection count is not a knob: run at 1 only

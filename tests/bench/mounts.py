@@ -181,9 +181,9 @@ class S3fs(Server):
     """s3fs-fuse in the foreground on the S3 origin's bucket/prefix, path-style, read-only,
     with a fresh local cache dir (use_cache) so that a run is cold and the bench can check
     what it served without fetching it again. Otherwise s3fs's defaults (parallel_count 5,
-    multipart_size 10 MB)."""
+    multipart_size 10 MB), unless parallel_count is given (the connections sweep)."""
 
-    def __init__(self, ctx, cache_dir, log_path):
+    def __init__(self, ctx, cache_dir, log_path, parallel_count=None):
         o = ctx.origin
         passwd = os.path.join(ctx.work, "s3fs.passwd")
         with open(os.open(passwd, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
@@ -192,6 +192,8 @@ class S3fs(Server):
                 "-o", "url=" + o.base_url, "-o", "use_path_request_style", "-o",
                 "endpoint=" + o.REGION, "-o", "passwd_file=" + passwd, "-o",
                 "use_cache=" + cache_dir, "-o", "dbglevel=warn"]
+        if parallel_count:
+            argv += ["-o", "parallel_count=%d" % parallel_count]
         super().__init__(argv, dict(os.environ), ctx.s3mnt, log_path)
         self.root = ctx.s3mnt
 
