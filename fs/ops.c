@@ -185,9 +185,9 @@ static void read_ahead(struct handle *h, uint64_t off, uint64_t len)
     pthread_mutex_lock(&h->lock);
     bool near = off + h->window >= h->next_off && off <= h->next_off + h->window;
     uint64_t start = off + len, window = h->window;
-    if (near && h->window < READAHEAD_MAX)
-        h->window *= 2;
-    else if (!near)
+    if (near)
+        h->window = h->window * 2 > READAHEAD_MAX ? READAHEAD_MAX : h->window * 2;
+    else
         h->window = first_window(h->node->mount->fs);
     if (off + len > h->next_off || !near)
         h->next_off = off + len;
