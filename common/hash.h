@@ -44,4 +44,16 @@ void cm_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msgl
 /* Raw bytes to lowercase hex; out needs 2*len+1 bytes. */
 void cm_hex(const unsigned char *in, size_t len, char *out);
 
+/* FNV-1a (64-bit) of a buffer, continuing from h (start with CM_FNV1A_INIT): for hash tables
+ * in memory, never for integrity. Inline, so parsers built without this library (the fuzz
+ * harnesses) can use it. */
+#define CM_FNV1A_INIT 1469598103934665603ull
+static inline uint64_t cm_fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
 #endif

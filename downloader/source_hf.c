@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "env.h"
+#include "hash.h"
 #include "log.h"
 
 #define HF_DEFAULT_ENDPOINT "https://huggingface.co"
@@ -354,7 +355,8 @@ static enum dl_status list_tree(struct hf_source *hs, struct dl_http_conn *c,
             st = DL_ERR_INVALID;
             break;
         }
-        struct dl_http_req req = {.url = url, .bearer = bearer_for(hs, url), .origin = DL_ORIGIN_HF};
+        struct dl_http_req req = {
+            .url = url, .bearer = bearer_for(hs, url), .origin = DL_ORIGIN_HF};
         struct dl_http_resp resp;
         st = hf_do(hs, c, &req, &resp, HF_P_REPO_OR_REVISION, NULL, err, errlen);
         if (st == DL_OK) {
@@ -424,9 +426,7 @@ static enum dl_status hf_list(struct dl_source *s, struct dl_http_conn *c, struc
 
 static struct cdn_url *cdn_slot(struct hf_source *hs, const char *path)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const char *p = path; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    uint64_t h = cm_fnv1a(CM_FNV1A_INIT, path, strlen(path));
     return &hs->cdn[h % (sizeof hs->cdn / sizeof hs->cdn[0])];
 }
 

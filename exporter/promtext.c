@@ -18,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/hash.h"
+
 /* ---- arena ---------------------------------------------------------------------------- */
 
 #define ARENA_CHUNK (64u << 10)
@@ -246,12 +248,7 @@ static bool type_owns(enum exp_type t, size_t k)
 
 static uint64_t name_hash(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
+    return cm_fnv1a(CM_FNV1A_INIT, s, n);
 }
 
 static struct exp_family *find_n(const struct exp_families *f, const char *name, size_t n)

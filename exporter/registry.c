@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/hash.h"
+
 enum { SLOT_FREE, SLOT_FILLING, SLOT_READY };
 
 struct exp_series {
@@ -229,12 +231,9 @@ void exp_registry_reset(void)
 /* FNV-1a over the values, each followed by a 0xff separator (not valid in UTF-8 text). */
 static uint64_t hash_values(const char *const *values, size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        for (const unsigned char *p = (const unsigned char *)values[i]; *p; p++)
-            h = (h ^ *p) * 1099511628211ull;
-        h = (h ^ 0xff) * 1099511628211ull;
-    }
+    uint64_t h = CM_FNV1A_INIT;
+    for (size_t i = 0; i < n; i++)
+        h = cm_fnv1a(cm_fnv1a(h, values[i], strlen(values[i])), "\xff", 1);
     return h;
 }
 
